@@ -1,0 +1,161 @@
+"""The ``gnn-inn`` command.
+
+```
+gnn-inn train --config FILE [--set key=value ...] [--out DIR] [--data-dir DIR] [--resume]
+gnn-inn evaluate CHECKPOINT [--split test]
+gnn-inn stats DATASET [--data-dir DIR]
+gnn-inn predict CHECKPOINT --head H --relation R [--k 10]     (or --tail T for head queries)
+```
+Results go to stdout as JSON (``train`` prints the test metrics as its last line); logs and
+progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _fmt(metrics: dict) -> str:
+    return json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()})
+
+
+def cmd_train(args) -> int:
+    from .config import Config
+    from .experiment import trainer_from_config
+
+    config = Config.load(args.config, args.set)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    trainer = trainer_from_config(config, data_dir=args.data_dir, out_dir=out, quiet=args.quiet)
+    if args.resume:
+        last = out / "last.pt"
+        if last.is_file():
+            trainer.resume(last)
+        else:
+            logging.warning("--resume: no %s yet, starting from scratch", last)
+    kg = trainer.kg
+    logging.info("dataset %s: %d entities, %d relations, %d train triples; %d parameters",
+                 kg.name, kg.num_entities, kg.num_relations, kg.train.shape[0],
+                 trainer.model.num_parameters())
+    res = trainer.fit()
+    if "test_per_pattern" in res:
+        print("per-pattern test metrics:")
+        for name, m in res["test_per_pattern"].items():
+            print(f"  {name:<16} MRR {m['mrr']:.3f}  H@1 {m['hits@1']:.3f}  "
+                  f"H@10 {m['hits@10']:.3f}")
+    print(f"results written to {out / 'results.json'} "
+          f"({res['epochs']} epochs, {res['train_seconds']:.1f} s)")
+    print(_fmt(res["test"]))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .experiment import load_trained
+    from .training import Trainer
+
+    model, kg, config = load_trained(args.checkpoint, data_dir=args.data_dir)
+    trainer = Trainer(model=model, kg=kg, config=config, quiet=True)
+    res = trainer.evaluate(args.split)
+    print(_fmt(res.metrics()))
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from .data import load_dataset
+
+    kg = load_dataset(args.dataset, data_dir=args.data_dir)
+    print(json.dumps({"dataset": kg.name, **kg.stats()}, indent=2))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import torch
+
+    from .experiment import load_trained
+
+    model, kg, _ = load_trained(args.checkpoint, data_dir=args.data_dir)
+    ent_id = {n: i for i, n in enumerate(kg.entity_names)}
+    rel_id = {n: i for i, n in enumerate(kg.relation_names)}
+    if (args.head is None) == (args.tail is None):
+        raise SystemExit("predict: give exactly one of --head (tail query) or --tail (head query)")
+    anchor_name = args.head if args.head is not None else args.tail
+    for name, table, what in ((anchor_name, ent_id, "entity"), (args.relation, rel_id, "relation")):
+        if name not in table:
+            raise SystemExit(f"predict: unknown {what} {name!r} (not in the dataset's vocabulary)")
+    a = torch.tensor([ent_id[anchor_name]])
+    r = torch.tensor([rel_id[args.relation]])
+    with torch.no_grad():
+        if args.head is not None:
+            scores = model.score_tails(a, r)[0]
+            known = set(kg.train[(kg.train[:, 0] == a) & (kg.train[:, 1] == r)][:, 2].tolist())
+        else:
+            scores = model.score_heads(r, a)[0]
+            known = set(kg.train[(kg.train[:, 2] == a) & (kg.train[:, 1] == r)][:, 0].tolist())
+    top = torch.topk(scores.float(), min(args.k, scores.numel()))
+    query = (f"({anchor_name}, {args.relation}, ?)" if args.head is not None
+             else f"(?, {args.relation}, {anchor_name})")
+    rows = [{"rank": i + 1, "entity": kg.entity_names[e], "score": round(float(s), 6),
+             "known_train_answer": e in known}
+            for i, (s, e) in enumerate(zip(top.values.tolist(), top.indices.tolist()))]
+    print(json.dumps({"query": query, "answers": rows}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gnn-inn", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"gnn-inn {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model from a YAML config")
+    t.add_argument("--config", required=True, help="YAML config file")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.lr=0.01 (repeatable)")
+    t.add_argument("--out", help="output folder (default runs/<config name>)")
+    t.add_argument("--data-dir", help="folder holding <dataset>/{train,valid,test}.txt")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="filtered ranking metrics of a checkpoint")
+    e.add_argument("checkpoint")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("--data-dir")
+    e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("stats", help="dataset statistics as JSON")
+    s.add_argument("dataset", help="registered name or a folder with train/valid/test.txt")
+    s.add_argument("--data-dir")
+    s.set_defaults(func=cmd_stats)
+
+    pr = sub.add_parser("predict", help="top-k answers of one query")
+    pr.add_argument("checkpoint")
+    pr.add_argument("--head", help="head entity name: predict tails")
+    pr.add_argument("--tail", help="tail entity name: predict heads")
+    pr.add_argument("--relation", required=True)
+    pr.add_argument("--k", type=int, default=10)
+    pr.add_argument("--data-dir")
+    pr.set_defaults(func=cmd_predict)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from .config import ConfigError
+
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"gnn-inn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The decoder interface: turn (entity embeddings, relation) into scores.
+
+Every decoder in this package is written as *query map + similarity*:
+
+* a **tail query** ``(h, r, ?)`` maps the head embedding to a point ``q = φ_r(e_h)``;
+* a **head query** ``(?, r, t)`` maps the tail embedding to a point ``q = ψ_r(e_t)``;
+* the score of a candidate entity ``e`` is ``sim(q, e)``.
+
+Scoring all ``N`` entities is then one query map per query plus one ``[B, N]`` similarity
+(a matrix product for dot products and Euclidean distances), which is what makes filtered
+evaluation fast. Flow decoders use ``φ_r = f_r`` and ``ψ_r = f_r⁻¹`` (the exact inverse);
+classic decoders use the closed-form inverse of their interaction (TransE: ``e_t − r``,
+RotatE: ``conj(r) ∘ e_t``), or — like ConvE — a reciprocal relation ``r + R``; the attribute
+:attr:`Decoder.uses_reciprocal` says which. Trainers and evaluators never need to know.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Decoder(nn.Module):
+    r"""Base class of relation decoders.
+
+    Args:
+        num_relations: number of relations ``R`` (forward relations only).
+        dim: entity embedding size ``d`` expected from the encoder.
+        rel_dim: size of one relation's parameters in the decoder's own table.
+        relation_source: ``"own"`` — the decoder keeps a relation table ``[R(·2), rel_dim]``;
+            ``"encoder"`` — relation representations come from the encoder (e.g. CompGCN's
+            ``[2R, d]``) and are passed as ``rel`` to every call.
+
+    Shapes: ``ent: [N, d]``, ``rel: [2R, d_r] | None``, ``h, r, t: LongTensor[B]``.
+    """
+
+    #: Whether head queries use reciprocal relation ids ``r + R`` (needs ``2R`` relation rows).
+    uses_reciprocal: bool = False
+
+    def __init__(
+        self, *, num_relations: int, dim: int, rel_dim: int | None = None,
+        relation_source: str = "own",
+    ) -> None:
+        super().__init__()
+        if relation_source not in ("own", "encoder"):
+            raise ValueError(
+                f"relation_source must be 'own' or 'encoder', got {relation_source!r}"
+            )
+        self.num_relations = int(num_relations)
+        self.dim = int(dim)
+        self.rel_dim = int(rel_dim if rel_dim is not None else dim)
+        self.relation_source = relation_source
+        if relation_source == "own":
+            rows = 2 * self.num_relations if self.uses_reciprocal else self.num_relations
+            self.relation = nn.Parameter(torch.empty(rows, self.rel_dim))
+        else:
+            self.register_parameter("relation", None)
+
+    # ------------------------------------------------------------------ helpers
+    def reset_parameters(self) -> None:
+        if self.relation is not None:
+            nn.init.xavier_uniform_(self.relation)
+
+    def relation_embedding(self, rel: Tensor | None, r: Tensor) -> Tensor:
+        """Relation parameters ``[B, rel_dim]`` for ids ``r`` from ``rel`` or the own table."""
+        table = self.relation if rel is None else rel
+        if table is None:
+            raise ValueError(
+                f"{type(self).__name__} was built with relation_source='encoder' but the "
+                "encoder returned no relation embeddings; use relation_source='own' or an "
+                "encoder that provides relations (e.g. 'compgcn')"
+            )
+        return table[r]
+
+    # ------------------------------------------------------- to be implemented
+    def tail_query(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor) -> Tensor:
+        """Query points ``[B, d_q]`` for tail queries ``(h, r, ?)``."""
+        raise NotImplementedError
+
+    def head_query(self, ent: Tensor, rel: Tensor | None, r: Tensor, t: Tensor) -> Tensor:
+        """Query points ``[B, d_q]`` for head queries ``(?, r, t)``."""
+        raise NotImplementedError
+
+    def similarity_all(self, q: Tensor, ent: Tensor) -> Tensor:
+        """Scores ``[B, N]`` of every query point ``q[B, d_q]`` against every entity ``ent[N, d]``."""
+        raise NotImplementedError
+
+    def similarity_pairs(self, q: Tensor, cand: Tensor, cand_idx: Tensor) -> Tensor:
+        """Scores ``[B, K]`` of ``q[B, d_q]`` against its own candidates ``cand[B, K, d]``.
+
+        ``cand_idx: LongTensor[B, K]`` are the candidates' entity ids (for per-entity biases).
+        """
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- public API
+    def score_tails(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor) -> Tensor:
+        """Scores ``[B, N]`` of all entities as tails of ``(h, r, ?)``."""
+        return self.similarity_all(self.tail_query(ent, rel, h, r), ent)
+
+    def score_heads(self, ent: Tensor, rel: Tensor | None, r: Tensor, t: Tensor) -> Tensor:
+        """Scores ``[B, N]`` of all entities as heads of ``(?, r, t)``."""
+        return self.similarity_all(self.head_query(ent, rel, r, t), ent)
+
+    def score_candidates(
+        self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, t: Tensor,
+        candidates: Tensor, mode: str = "tail",
+    ) -> Tensor:
+        """Scores ``[B, K]``: ``candidates[B, K]`` replace the tail (``mode='tail'``) or head."""
+        if mode == "tail":
+            q = self.tail_query(ent, rel, h, r)
+        elif mode == "head":
+            q = self.head_query(ent, rel, r, t)
+        else:
+            raise ValueError(f"mode must be 'tail' or 'head', got {mode!r}")
+        return self.similarity_pairs(q, ent[candidates], candidates)
+
+    def score(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        """Scores ``[B]`` of the triples ``(h, r, t)`` (tail direction)."""
+        return self.score_candidates(ent, rel, h, r, t, t.unsqueeze(1), "tail").squeeze(1)
+
+    def extra_repr(self) -> str:
+        return f"num_relations={self.num_relations}, dim={self.dim}"
+
+
+# ---------------------------------------------------------------- similarities
+def dot_all(q: Tensor, ent: Tensor) -> Tensor:
+    """``q @ entᵀ``: ``[B, d] × [N, d] → [B, N]``."""
+    return q @ ent.t()
+
+
+def dot_pairs(q: Tensor, cand: Tensor) -> Tensor:
+    """``[B, d] · [B, K, d] → [B, K]``."""
+    return torch.einsum("bd,bkd->bk", q, cand)
+
+
+def neg_distance_all(q: Tensor, ent: Tensor, p: float, chunk: int = 2048) -> Tensor:
+    """``−‖q_b − e_n‖_p`` for all pairs, ``[B, N]``.
+
+    ``p = 2`` uses the expansion ``‖q‖² + ‖e‖² − 2 q·e`` (one matrix product, clamped at 0
+    before the square root); other ``p`` go through :func:`torch.cdist` in entity chunks so
+    memory stays ``O(B · chunk)``.
+    """
+    if p == 2:
+        sq = (q * q).sum(-1, keepdim=True) + (ent * ent).sum(-1).unsqueeze(0)
+        sq = sq.addmm_(q, ent.t(), alpha=-2.0).clamp_min_(0.0)
+        return sq.sqrt_().neg_()
+    out = [torch.cdist(q, ent[i : i + chunk], p=p) for i in range(0, ent.shape[0], chunk)]
+    return torch.cat(out, dim=1).neg_()
+
+
+def neg_distance_pairs(q: Tensor, cand: Tensor, p: float) -> Tensor:
+    """``−‖q_b − c_bk‖_p``, ``[B, K]``."""
+    return -torch.linalg.vector_norm(q.unsqueeze(1) - cand, ord=p, dim=-1)
+
+
+def complex_neg_distance_all(q: Tensor, ent: Tensor, chunk: int | None = None) -> Tensor:
+    """``−Σ_k |q_k − e_k|`` with complex coordinates stored as ``[re | im]`` halves, ``[B, N]``.
+
+    No matrix-product form exists for a sum of complex moduli, so the ``[B, chunk, d/2]``
+    difference is built chunk by chunk over entities (``chunk`` chosen to keep it ≤ ~64 MB).
+    """
+    half = q.shape[-1] // 2
+    qr, qi = q[:, :half], q[:, half:]
+    er, ei = ent[:, :half], ent[:, half:]
+    if chunk is None:
+        chunk = max(1, (16 * 2**20) // max(1, q.shape[0] * half))
+    out = []
+    for i in range(0, ent.shape[0], chunk):
+        dr = qr.unsqueeze(1) - er[i : i + chunk].unsqueeze(0)
+        di = qi.unsqueeze(1) - ei[i : i + chunk].unsqueeze(0)
+        out.append(torch.sqrt(dr * dr + di * di + 1e-12).sum(-1))
+    return torch.cat(out, dim=1).neg_()
+
+
+def complex_neg_distance_pairs(q: Tensor, cand: Tensor) -> Tensor:
+    half = q.shape[-1] // 2
+    dr = q[:, None, :half] - cand[..., :half]
+    di = q[:, None, half:] - cand[..., half:]
+    return -torch.sqrt(dr * dr + di * di + 1e-12).sum(-1)
+
+
+__all__ = [
+    "Decoder", "dot_all", "dot_pairs", "neg_distance_all", "neg_distance_pairs",
+    "complex_neg_distance_all", "complex_neg_distance_pairs",
+]

@@ -1,0 +1,57 @@
+"""Config → (knowledge graph, model, trainer), and checkpoint → trained model.
+
+The glue the CLI and scripts share; Python users may call these or build objects directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config
+from .model import LinkPredictor, build_model
+
+
+def load_kg(config: Config, data_dir: str | None = None):
+    """The :class:`~gnn_inn.data.KnowledgeGraph` named by ``config.dataset``."""
+    from .data import load_dataset
+
+    ds = config.dataset
+    return load_dataset(ds.name, data_dir=data_dir or ds.data_dir, **ds.options)
+
+
+def model_from_config(config: Config, kg) -> LinkPredictor:
+    """Build the model of ``config.model`` for ``kg`` (message graph = train edges only)."""
+    torch.manual_seed(config.seed)
+    m = config.model
+    return build_model(
+        num_entities=kg.num_entities, num_relations=kg.num_relations, dim=m.dim,
+        encoder=m.encoder, decoder=m.decoder, graph=kg.message_graph(),
+    )
+
+
+def trainer_from_config(config: Config, kg=None, *, data_dir: str | None = None,
+                        out_dir: str | Path | None = None, quiet: bool = False):
+    from .training import Trainer
+
+    kg = kg if kg is not None else load_kg(config, data_dir)
+    model = model_from_config(config, kg)
+    return Trainer(model=model, kg=kg, config=config, out_dir=out_dir, quiet=quiet)
+
+
+def load_trained(checkpoint: str | Path, *, data_dir: str | None = None,
+                 map_location: str = "cpu") -> tuple[LinkPredictor, Any, Config]:
+    """Rebuild ``(model, kg, config)`` from a checkpoint; the vocabularies must match."""
+    from .data import check_vocab
+    from .training.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint, map_location=map_location)
+    config = Config.from_dict(ckpt["config"], source=str(checkpoint))
+    kg = load_kg(config, data_dir)
+    check_vocab(ckpt["vocab"], kg, source=str(checkpoint))
+    model = model_from_config(config, kg)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, kg, config
