@@ -24,11 +24,25 @@ def load_kg(config: Config, data_dir: str | None = None):
 
 def model_from_config(config: Config, kg) -> LinkPredictor:
     """Build the model of ``config.model`` for ``kg`` (message graph = train edges only)."""
+    import inspect
+
+    from .decoders import DECODERS
+
     torch.manual_seed(config.seed)
     m = config.model
+    decoder = dict(m.decoder)
+    cls = DECODERS.get(decoder.get("name"))
+    if cls is not None:
+        # decoders that choose per-relation structure from data (flow patterns='auto') get the
+        # training triples and relation names; nothing else does
+        params = inspect.signature(cls.__init__).parameters
+        if "train_triples" in params:
+            decoder.setdefault("train_triples", kg.train)
+        if "relation_names" in params:
+            decoder.setdefault("relation_names", kg.relation_names)
     return build_model(
         num_entities=kg.num_entities, num_relations=kg.num_relations, dim=m.dim,
-        encoder=m.encoder, decoder=m.decoder, graph=kg.message_graph(),
+        encoder=m.encoder, decoder=decoder, graph=kg.message_graph(),
     )
 
 

@@ -69,7 +69,8 @@ def test_message_graph_is_train_only_with_inverses():
                                                  g.edge_type[fwd], g.edge_index[1][fwd].tolist())}
     assert edges == {tuple(x) for x in kg.train.tolist()}
     inv = {(d, int(r) - 3, s) for s, r, d in zip(g.edge_index[0][~fwd].tolist(),
-                                                   g.edge_type[~fwd], g.edge_index[1][~fwd].tolist())}
+                                                   g.edge_type[~fwd],
+                                                   g.edge_index[1][~fwd].tolist())}
     assert inv == edges
     held = {tuple(x) for x in torch.cat([kg.valid, kg.test]).tolist()} - edges
     assert held and not held & edges
@@ -77,7 +78,8 @@ def test_message_graph_is_train_only_with_inverses():
 
 def test_filter_index_matches_brute_force():
     g = torch.Generator().manual_seed(1)
-    trip = torch.stack([torch.randint(30, (500,), generator=g), torch.randint(4, (500,), generator=g),
+    trip = torch.stack([torch.randint(30, (500,), generator=g),
+                        torch.randint(4, (500,), generator=g),
                         torch.randint(30, (500,), generator=g)], 1)
     fi = FilterIndex.from_triples(trip, 30, 4)
     h, r, t = torch.randint(30, (50,), generator=g), torch.randint(4, (50,), generator=g), \

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gnn_inn.decoders import DECODERS, build_decoder
+from gnn_inn.decoders import build_decoder
 
 N, R, D, B = 17, 5, 8, 6
 
@@ -43,7 +43,8 @@ def _ref(name, dec, ent, h, r, t):
 
 KWARGS = {"transe": [{"p": 1.0}, {"p": 2.0, "margin": 3.0}], "distmult": [{}], "complex": [{}],
           "rotate": [{"margin": 2.0}]}
-CASES = [(n, kw) for n in DECODERS for kw in KWARGS.get(n, [{}])]
+CLASSIC = ["transe", "distmult", "complex", "rotate"]
+CASES = [(n, kw) for n in CLASSIC for kw in KWARGS[n]]
 
 
 @pytest.mark.parametrize("name,kw", CASES)
@@ -78,7 +79,7 @@ def test_candidates_match_all(name, kw):
                                dec.score_heads(ent, None, r, t)[rows, cand], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", list(DECODERS))
+@pytest.mark.parametrize("name", CLASSIC)
 def test_gradients_reach_relations_and_entities(name):
     dec, ent, h, r, t = _setup(name)
     ent.requires_grad_(True)
@@ -88,7 +89,7 @@ def test_gradients_reach_relations_and_entities(name):
         assert p.grad is not None and torch.isfinite(p.grad).all()
 
 
-@pytest.mark.parametrize("name", list(DECODERS))
+@pytest.mark.parametrize("name", CLASSIC)
 def test_encoder_relations_replace_own_table(name):
     dec = build_decoder(name, num_relations=R, dim=D, relation_source="encoder")
     assert sum(p.numel() for p in dec.parameters()) == 0

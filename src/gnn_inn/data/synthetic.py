@@ -96,7 +96,8 @@ def make_synthetic(*, num_entities: int = 310, group_size: int = 5, holdout: flo
     hold_a, hold_b = m & (which % 2 == 1), m & (which % 2 == 0)
     train += [triples(a[~hold_a], "inverse_a", pi[~hold_a]),
               triples(pi[~hold_b], "inverse_b", a[~hold_b])]
-    held += [triples(a[hold_a], "inverse_a", pi[hold_a]), triples(pi[hold_b], "inverse_b", a[hold_b])]
+    held += [triples(a[hold_a], "inverse_a", pi[hold_a]),
+             triples(pi[hold_b], "inverse_b", a[hold_b])]
 
     # composition: compose_3 = π₂ ∘ π₁; compose_1 and compose_2 fully in train
     p1, p2 = torch.randperm(n, generator=g), torch.randperm(n, generator=g)

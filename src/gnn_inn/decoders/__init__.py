@@ -10,12 +10,14 @@ from typing import Any
 
 from .base import Decoder
 from .classic import ComplEx, DistMult, RotatE, TransE
+from .flow import FlowDecoder
 
 DECODERS: dict[str, type[Decoder]] = {
     "transe": TransE,
     "distmult": DistMult,
     "complex": ComplEx,
     "rotate": RotatE,
+    "flow": FlowDecoder,
 }
 
 
@@ -33,4 +35,7 @@ def build_decoder(name: str, *, num_relations: int, dim: int, **kwargs: Any) -> 
         raise ValueError(f"decoder {name!r}: bad arguments {sorted(kwargs)}: {e}") from None
 
 
-__all__ = ["DECODERS", "Decoder", "build_decoder", "TransE", "DistMult", "ComplEx", "RotatE"]
+__all__ = [
+    "DECODERS", "Decoder", "build_decoder", "TransE", "DistMult", "ComplEx", "RotatE",
+    "FlowDecoder",
+]

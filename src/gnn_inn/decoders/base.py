@@ -82,7 +82,8 @@ class Decoder(nn.Module):
         raise NotImplementedError
 
     def similarity_all(self, q: Tensor, ent: Tensor) -> Tensor:
-        """Scores ``[B, N]`` of every query point ``q[B, d_q]`` against every entity ``ent[N, d]``."""
+        """Scores ``[B, N]`` of every query point ``q[B, d_q]`` against every entity ``ent[N, d]``.
+        """
         raise NotImplementedError
 
     def similarity_pairs(self, q: Tensor, cand: Tensor, cand_idx: Tensor) -> Tensor:

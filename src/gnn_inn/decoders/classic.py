@@ -121,7 +121,8 @@ class ComplEx(Decoder):
 
 
 class RotatE(Decoder):
-    r"""RotatE (Sun et al., 2019): :math:`s = \gamma - \sum_k |e_{h,k}\, e^{i\theta_{r,k}} - e_{t,k}|`.
+    r"""RotatE (Sun et al., 2019):
+    :math:`s = \gamma - \sum_k |e_{h,k}\, e^{i\theta_{r,k}} - e_{t,k}|`.
 
     Relations are phases ``θ_r ∈ [−π, π]^{d/2}`` (own table ``[R, d/2]``, initialised uniformly);
     tail query ``e_h ∘ e^{iθ}``, head query ``e_t ∘ e^{−iθ}`` (rotation is unitary, so the

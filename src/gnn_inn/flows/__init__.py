@@ -1,1 +1,125 @@
-"""flows."""
+"""Invertible transforms (normalising-flow layers); no knowledge of graphs.
+
+Every flow maps ``x [B, d] → (y [B, d], log|det ∂y/∂x| [B])`` with ``forward`` and back with
+``inverse``; see :mod:`gnn_inn.flows.base` for the three conditioning modes
+(unconditional, per-id table, context vector).
+
+Families (:data:`FLOWS`, built by :func:`build_flow` from a name or ``{"name": ..., **kwargs}``):
+
+=====================  ===================================================================
+``translation``        ``x + b``  (TransE as a flow)
+``affine``             ``e^{s} ⊙ x + b``, soft-clamped positive scales
+``rotation``           rotations in 2-D planes (RotatE as a flow) [+ translation]
+``orthogonal``         product of Householder reflections + translation
+``lu``                 invertible linear map, LU-parametrised (Glow), with bias
+``additive_coupling``  ``num_blocks`` × (NICE coupling, permutation) + affine
+``affine_coupling``    ``num_blocks`` × (RealNVP coupling, permutation) + affine
+``spline_coupling``    ``num_blocks`` × (rational-quadratic spline coupling, permutation) + affine
+=====================  ===================================================================
+
+Coupling families take ``num_blocks`` (2), ``hidden`` (64), ``num_layers`` (2),
+``context_embed_dim`` (16), ``learned_permutation`` (False: fixed seeded permutations;
+True: LU-linear layers that start as those permutations), ``final_affine`` (True: a
+per-relation elementwise affine after the blocks) and their layer's own options
+(``scale_clamp``; ``num_bins``, ``bound``). Wrap any flow in :func:`make_involution` to get
+``f ∘ f = id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .base import Flow, SequentialFlow, soft_clamp
+from .coupling import AdditiveCoupling, AffineCoupling, SplineCoupling, rational_quadratic_spline
+from .elementwise import ElementwiseAffine, Householder, Permutation, PlaneRotation, Translation
+from .involution import Involution, make_involution
+from .linear import LULinear
+
+
+def _translation(*, dim, cond):
+    return SequentialFlow(Translation(dim=dim, **cond))
+
+
+def _affine(*, dim, cond, scale_clamp: float = 3.0):
+    return SequentialFlow(ElementwiseAffine(dim=dim, scale_clamp=scale_clamp, **cond))
+
+
+def _rotation(*, dim, cond, translate: bool = False):
+    flows: list[Flow] = [PlaneRotation(dim=dim, **cond)]
+    if translate:
+        flows.append(Translation(dim=dim, **cond))
+    return SequentialFlow(*flows)
+
+
+def _orthogonal(*, dim, cond, num_reflections: int = 4, translate: bool = True):
+    flows: list[Flow] = [Householder(dim=dim, num_reflections=num_reflections, **cond)]
+    if translate:
+        flows.append(Translation(dim=dim, **cond))
+    return SequentialFlow(*flows)
+
+
+def _lu(*, dim, cond, bias: bool = True, scale_clamp: float = 3.0):
+    return SequentialFlow(LULinear(dim=dim, bias=bias, permutation="identity",
+                                   scale_clamp=scale_clamp, **cond))
+
+
+def _coupling_family(layer: type) -> Callable[..., SequentialFlow]:
+    def build(*, dim, cond, num_blocks: int = 2, learned_permutation: bool = False,
+              final_affine: bool = True, hidden: int = 64, num_layers: int = 2,
+              context_embed_dim: int = 16, **layer_kwargs):
+        flows: list[Flow] = []
+        for i in range(num_blocks):
+            flows.append(layer(dim=dim, hidden=hidden, num_layers=num_layers,
+                               context_embed_dim=context_embed_dim, **layer_kwargs, **cond))
+            if learned_permutation:
+                flows.append(LULinear(dim=dim, bias=False, seed=i, **cond))
+            else:
+                flows.append(Permutation(dim=dim, seed=i))
+        if final_affine:
+            flows.append(ElementwiseAffine(dim=dim, **cond))
+        return SequentialFlow(*flows)
+
+    build.__name__ = f"build_{layer.__name__}"
+    return build
+
+
+#: family name → builder ``(dim, cond, **kwargs) -> SequentialFlow``
+FLOWS: dict[str, Callable[..., Flow]] = {
+    "translation": _translation,
+    "affine": _affine,
+    "rotation": _rotation,
+    "orthogonal": _orthogonal,
+    "lu": _lu,
+    "additive_coupling": _coupling_family(AdditiveCoupling),
+    "affine_coupling": _coupling_family(AffineCoupling),
+    "spline_coupling": _coupling_family(SplineCoupling),
+}
+
+
+def build_flow(spec: str | dict[str, Any], *, dim: int, num_contexts: int | None = None,
+               context_dim: int | None = None) -> Flow:
+    """Build a flow family from ``"name"`` or ``{"name": ..., **kwargs}`` (see :data:`FLOWS`).
+
+    ``{"name": ..., "involution": "sign" | "swap"}`` wraps the result in :func:`make_involution`.
+    """
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = spec.pop("name", None)
+    inv = spec.pop("involution", None)
+    if name not in FLOWS:
+        raise ValueError(f"unknown flow {name!r}; known flows: {', '.join(sorted(FLOWS))}")
+    if num_contexts is not None and context_dim is not None:
+        raise ValueError("set at most one of num_contexts and context_dim")
+    cond = {"num_contexts": num_contexts, "context_dim": context_dim}
+    try:
+        flow = FLOWS[name](dim=dim, cond=cond, **spec)
+    except TypeError as e:
+        raise ValueError(f"flow {name!r}: bad arguments {sorted(spec)}: {e}") from None
+    return make_involution(flow, sigma=inv) if inv else flow
+
+
+__all__ = [
+    "FLOWS", "AdditiveCoupling", "AffineCoupling", "ElementwiseAffine", "Flow", "Householder",
+    "Involution", "LULinear", "Permutation", "PlaneRotation", "SequentialFlow", "SplineCoupling",
+    "Translation", "build_flow", "make_involution", "rational_quadratic_spline", "soft_clamp",
+]

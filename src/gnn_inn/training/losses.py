@@ -177,7 +177,8 @@ class NegativeSamplingLoss(Loss):
         self.filter_negatives = filter_negatives
         h, r, t = train.unbind(1)
         n = num_entities
-        self._keys = torch.sort((h * num_relations + r) * n + t).values if filter_negatives else None
+        self._keys = (torch.sort((h * num_relations + r) * n + t).values if filter_negatives
+                      else None)
 
     def _is_train(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         key = (h * self.num_relations + r) * self.num_entities + t

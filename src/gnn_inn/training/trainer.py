@@ -252,7 +252,8 @@ class Trainer:
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     self.scheduler.step(metrics["mrr"])
                 if metrics["mrr"] > self.best_metric:
-                    self.best_metric, self.best_epoch, self.bad_evals = metrics["mrr"], self.epoch, 0
+                    self.best_metric, self.best_epoch = metrics["mrr"], self.epoch
+                    self.bad_evals = 0
                     self.best_state = copy.deepcopy(self.model.state_dict())
                     self.save("best.pt")
                 else:

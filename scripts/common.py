@@ -1,0 +1,76 @@
+"""Shared helpers of the scripts: machine description, running configs, Markdown tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    info = {
+        "cpu": cpu_model(),
+        "cores": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                  else os.cpu_count()),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+    }
+    return info
+
+
+def print_header() -> dict:
+    """Print the machine and the command line (every benchmark starts with this)."""
+    info = machine_info()
+    print("machine:", ", ".join(f"{k}={v}" for k, v in info.items()))
+    print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    sys.stdout.flush()
+    return info
+
+
+def run_config(config: str | Path, overrides: list[str] | None = None, *, out: str | Path,
+               data_dir: str | None = None, quiet: bool = True) -> dict:
+    """Train one config in-process and return its results dict (also in ``out/results.json``)."""
+    from gnn_inn.config import Config
+    from gnn_inn.experiment import trainer_from_config
+
+    cfg = Config.load(config, overrides or [])
+    t0 = time.perf_counter()
+    trainer = trainer_from_config(cfg, data_dir=data_dir, out_dir=out, quiet=quiet)
+    res = trainer.fit()
+    res["wall_seconds"] = time.perf_counter() - t0
+    res["epoch_seconds"] = res["train_seconds"] / max(res["epochs"], 1)
+    Path(out, "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    return res
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """``columns`` = [(header, key)]; floats printed with 3 decimals."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3f}"
+        return str(v)
+
+    head = "| " + " | ".join(h for h, _ in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(fmt(r.get(k, "")) for _, k in columns) + " |" for r in rows]
+    return "\n".join([head, sep, *body])
