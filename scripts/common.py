@@ -74,3 +74,15 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     sep = "|" + "|".join("---" for _ in columns) + "|"
     body = ["| " + " | ".join(fmt(r.get(k, "")) for _, k in columns) + " |" for r in rows]
     return "\n".join([head, sep, *body])
+
+
+def run_dict(cfg: dict, *, out: str | Path, data_dir: str | None = None,
+             quiet: bool = True) -> dict:
+    """Train a config given as a dict (same keys as the YAML files)."""
+    import yaml
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "input.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return run_config(path, out=out, data_dir=data_dir, quiet=quiet)

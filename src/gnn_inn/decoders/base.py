@@ -137,16 +137,17 @@ def dot_pairs(q: Tensor, cand: Tensor) -> Tensor:
 def neg_distance_all(q: Tensor, ent: Tensor, p: float, chunk: int = 2048) -> Tensor:
     """``−‖q_b − e_n‖_p`` for all pairs, ``[B, N]``.
 
-    ``p = 2`` uses the expansion ``‖q‖² + ‖e‖² − 2 q·e`` (one matrix product, clamped at 0
-    before the square root); other ``p`` go through :func:`torch.cdist` in entity chunks so
+    ``p = 2`` uses the expansion ``‖q‖² + ‖e‖² − 2 q·e`` (one matrix product, clamped at
+    1e-12 before the square root); other ``p`` go through :func:`torch.cdist` in entity chunks so
     memory stays ``O(B · chunk)``.
     """
     if p == 2:
-        sq = (q * q).sum(-1, keepdim=True) + (ent * ent).sum(-1).unsqueeze(0)
-        sq = sq.addmm_(q, ent.t(), alpha=-2.0).clamp_min_(0.0)
-        return sq.sqrt_().neg_()
+        sq = torch.addmm((q * q).sum(-1, keepdim=True) + (ent * ent).sum(-1).unsqueeze(0),
+                         q, ent.t(), alpha=-2.0)
+        # clamp: rounding can make the expansion slightly negative, and sqrt'(0) is infinite
+        return -sq.clamp_min(1e-12).sqrt()
     out = [torch.cdist(q, ent[i : i + chunk], p=p) for i in range(0, ent.shape[0], chunk)]
-    return torch.cat(out, dim=1).neg_()
+    return -torch.cat(out, dim=1)
 
 
 def neg_distance_pairs(q: Tensor, cand: Tensor, p: float) -> Tensor:
@@ -170,7 +171,7 @@ def complex_neg_distance_all(q: Tensor, ent: Tensor, chunk: int | None = None) -
         dr = qr.unsqueeze(1) - er[i : i + chunk].unsqueeze(0)
         di = qi.unsqueeze(1) - ei[i : i + chunk].unsqueeze(0)
         out.append(torch.sqrt(dr * dr + di * di + 1e-12).sum(-1))
-    return torch.cat(out, dim=1).neg_()
+    return -torch.cat(out, dim=1)
 
 
 def complex_neg_distance_pairs(q: Tensor, cand: Tensor) -> Tensor:

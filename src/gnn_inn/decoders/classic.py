@@ -54,7 +54,7 @@ class TransE(Decoder):
         return ent[t] - self.relation_embedding(rel, r)
 
     def similarity_all(self, q, ent):
-        return neg_distance_all(q, ent, self.p).add_(self.margin)
+        return neg_distance_all(q, ent, self.p) + self.margin
 
     def similarity_pairs(self, q, cand, cand_idx):
         return neg_distance_pairs(q, cand, self.p) + self.margin
@@ -162,7 +162,7 @@ class RotatE(Decoder):
         return self._rotate(ent[t], self.relation_embedding(rel, r), -1.0)
 
     def similarity_all(self, q, ent):
-        return complex_neg_distance_all(q, ent).add_(self.margin)
+        return complex_neg_distance_all(q, ent) + self.margin
 
     def similarity_pairs(self, q, cand, cand_idx):
         return complex_neg_distance_pairs(q, cand) + self.margin

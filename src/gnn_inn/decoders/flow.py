@@ -150,7 +150,7 @@ class FlowDecoder(Decoder):
         return self.transform(ent[t], r, rel, inverse=True)[0]
 
     def similarity_all(self, q, ent):
-        return neg_distance_all(q, ent, self.p).add_(self.margin)
+        return neg_distance_all(q, ent, self.p) + self.margin
 
     def similarity_pairs(self, q, cand, cand_idx):
         return neg_distance_pairs(q, cand, self.p) + self.margin

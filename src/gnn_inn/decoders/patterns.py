@@ -71,8 +71,8 @@ def inverse_overlap(train: Tensor, num_relations: int) -> Tensor:
 
 
 def infer_patterns(
-    train: Tensor, num_relations: int, *, symmetric_threshold: float = 0.9,
-    inverse_threshold: float = 0.9,
+    train: Tensor, num_relations: int, *, symmetric_threshold: float = 0.75,
+    inverse_threshold: float = 0.75,
 ) -> list[RelationPattern]:
     """Choose a pattern per relation from training statistics (see module docstring)."""
     sym = symmetry_share(train, num_relations)

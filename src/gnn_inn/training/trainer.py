@@ -291,6 +291,12 @@ class Trainer:
         patterns = getattr(self.kg, "relation_patterns", None)
         if patterns:
             res["test_per_pattern"] = per_pattern(test, patterns)
+        decoder = self.model.decoder
+        if hasattr(decoder, "pattern_table"):
+            from ..decoders.certificate import certify
+
+            res["relation_patterns"] = dict(zip(self.kg.relation_names, decoder.pattern_table()))
+            res["certificate"] = certify(self.model, per_relation=64, jacobian_samples=4)
         if self.out_dir is not None:
             (self.out_dir / "results.json").write_text(json.dumps(res, indent=2) + "\n")
         return res
