@@ -29,7 +29,7 @@ def base_config(args, decoder: dict) -> dict:
         "model": {"dim": args.dim, "encoder": {"name": "none"}, "decoder": decoder},
         "train": {"loss": {"name": "1vsall"}, "epochs": args.epochs,
                   "batch_size": args.batch_size, "lr": args.lr, "eval_every": 10,
-                  "patience": 5, "device": args.device},
+                  "patience": 5, "grad_clip": 5.0, "device": args.device},
         "eval": {"batch_size": 256, "tie_policy": "realistic"},
     }
 

@@ -45,7 +45,8 @@ def main() -> None:
             "seed": args.seed, "dataset": {"name": "synthetic"},
             "model": {"dim": args.dim, "encoder": {"name": "none"}, "decoder": dec},
             "train": {"loss": {"name": "1vsall"}, "epochs": args.epochs, "batch_size": 128,
-                      "lr": args.lr, "eval_every": 20, "patience": 3, "device": args.device},
+                      "lr": args.lr, "eval_every": 20, "patience": 3, "grad_clip": 5.0,
+                      "device": args.device},
         }
         safe = label.replace("/", "_").replace(" ", "").replace("(", "_").replace(")", "")
         res = run_dict(cfg, out=Path(args.out) / safe)
