@@ -31,9 +31,19 @@ class Flow(nn.Module):
         raise NotImplementedError
 
     def reset_parameters(self) -> None:
-        for m in self.children():
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        """Re-initialise every sub-module (recursing through containers such as ModuleList)."""
+        _reset_children(self)
+
+    def __repr__(self) -> str:  # compact, one line per transform (PyG style)
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def _reset_children(module: nn.Module) -> None:
+    for m in module.children():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+        else:
+            _reset_children(m)
 
 
 class SequentialFlow(Flow):
@@ -59,6 +69,10 @@ class SequentialFlow(Flow):
             y, l = f.inverse(y, context)
             ladj = ladj + l
         return y, ladj
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n  {line}" for f in self.flows for line in repr(f).splitlines())
+        return f"{type(self).__name__}({inner}\n)"
 
     def __len__(self) -> int:
         return len(self.flows)

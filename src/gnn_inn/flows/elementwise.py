@@ -51,6 +51,9 @@ class ElementwiseAffine(_Parametrised):
         super().__init__(dim, 2 * dim, num_contexts=num_contexts, context_dim=context_dim)
         self.scale_clamp = float(scale_clamp)
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scale_clamp={self.scale_clamp:g}"
+
     def _sb(self, x, context):
         p = self._p(x, context)
         return soft_clamp(p[:, : self.dim], self.scale_clamp), p[:, self.dim:]
@@ -69,14 +72,13 @@ class PlaneRotation(_Parametrised):
 
     .. math:: (x_i, x_{i+k}) ↦ (x_i\cos θ_i − x_{i+k}\sin θ_i,\; x_i\sin θ_i + x_{i+k}\cos θ_i)
 
-    Orthogonal, so ``log|det| = 0``. An odd last coordinate is left unchanged.
+    Orthogonal, so ``log|det| = 0``. An odd last coordinate is left unchanged. Angles start at
+    0 (the identity) in every conditioning mode.
     """
 
     def __init__(self, *, dim: int, num_contexts=None, context_dim=None) -> None:
         k = dim // 2
-        g = torch.Generator().manual_seed(0)
-        init = (torch.rand(k, generator=g) * 2 - 1) * torch.pi
-        super().__init__(dim, k, num_contexts=num_contexts, context_dim=context_dim, init=init)
+        super().__init__(dim, k, num_contexts=num_contexts, context_dim=context_dim)
         self.k = k
 
     def _rot(self, x, context, sign):
@@ -101,15 +103,23 @@ class Householder(_Parametrised):
     ``H_j = I − 2 v_j v_jᵀ / ‖v_j‖²`` (Tomczak & Welling, 2016); ``log|det| = 0``.
 
     ``H_j`` is its own inverse, so the inverse applies the reflections in reverse order.
+    The vectors start as equal pairs (``v_{2i+1} = v_{2i}``, seeded), so ``H_{2i} H_{2i+1} = I``
+    and the map starts at the identity when ``num_reflections`` is even (the default, 4).
     """
 
     def __init__(self, *, dim: int, num_reflections: int = 4, num_contexts=None,
                  context_dim=None) -> None:
+        if num_reflections < 1:
+            raise ValueError(f"Householder: num_reflections must be ≥ 1, got {num_reflections}")
         g = torch.Generator().manual_seed(1)
-        init = torch.randn(num_reflections * dim, generator=g)
+        v = torch.randn((num_reflections + 1) // 2, dim, generator=g)
+        init = v.repeat_interleave(2, dim=0)[:num_reflections].reshape(-1)
         super().__init__(dim, num_reflections * dim, num_contexts=num_contexts,
                          context_dim=context_dim, init=init)
         self.num_reflections = int(num_reflections)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, num_reflections={self.num_reflections}"
 
     def _reflect(self, x, context, order):
         v = self._p(x, context).view(x.shape[0], self.num_reflections, self.dim)

@@ -52,6 +52,10 @@ class Involution(Flow):
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}"
 
+    def __repr__(self) -> str:
+        inner = "\n  ".join(repr(self.g).splitlines())
+        return f"{type(self).__name__}(sigma={self.sigma}, g={inner})"
+
 
 def make_involution(g: Flow, *, sigma: str = "sign") -> Involution:
     """Wrap any flow ``g`` into the involution ``g⁻¹ ∘ σ ∘ g``."""

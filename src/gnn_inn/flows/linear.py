@@ -37,10 +37,15 @@ class LULinear(_Parametrised):
             perm = torch.arange(dim)
         else:
             raise ValueError(f"permutation must be 'random' or 'identity', got {permutation!r}")
+        self.permutation = permutation
         self.register_buffer("perm", perm)
         self.register_buffer("inv_perm", torch.argsort(perm))
         self.register_buffer("tril", torch.tril_indices(dim, dim, -1), persistent=False)
         self.register_buffer("triu", torch.triu_indices(dim, dim, 1), persistent=False)
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, bias={self.use_bias}, permutation={self.permutation}, "
+                f"scale_clamp={self.scale_clamp:g}")
 
     def _mats(self, x, context):
         p = self._p(x, context)

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _single_thread():
+    """The flow tests use tiny tensors: one intra-op thread avoids OpenMP hand-off stalls
+    (~10 ms per op when the other core is busy), which otherwise dominate the run time."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
