@@ -310,7 +310,7 @@ def evaluate(
     )
     if m:
         mm = result.metrics()
-        log.info(
+        log.debug(
             "evaluated %d triples x %d directions in %.2f s (%s ranks): MRR %.4f, Hits@10 %.4f",
             m, len(directions), seconds, policy, mm["mrr"], mm["hits@10"],
         )
