@@ -11,16 +11,24 @@ import inspect
 from typing import Any
 
 from .base import Encoder, edge_dropout
+from .compgcn import CompGCNConv, CompGCNEncoder, ccorr, compose
 from .lookup import LookupEncoder
+from .rgcn import RGCNEncoder
 
 ENCODERS: dict[str, type[Encoder]] = {
     "none": LookupEncoder,
+    "rgcn": RGCNEncoder,
+    "compgcn": CompGCNEncoder,
 }
 
 
 def build_encoder(name: str, *, num_entities: int, num_relations: int, dim: int,
                   **kwargs: Any) -> Encoder:
-    """Build the encoder registered as ``name`` (see :data:`ENCODERS`)."""
+    """Build the encoder registered as ``name`` (see :data:`ENCODERS`).
+
+    ``kwargs`` are the encoder's own constructor arguments (a config's ``encoder:`` mapping
+    minus ``name``); an unknown name or argument raises ``ValueError`` listing the known ones.
+    """
     try:
         cls = ENCODERS[name]
     except KeyError:
@@ -28,7 +36,8 @@ def build_encoder(name: str, *, num_entities: int, num_relations: int, dim: int,
             f"unknown encoder {name!r}; known encoders: {', '.join(sorted(ENCODERS))}"
         ) from None
     params = inspect.signature(cls.__init__).parameters
-    unknown = sorted(set(kwargs) - set(params))
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [] if takes_any else sorted(set(kwargs) - set(params))
     if unknown:
         known = sorted(p for p in params if p not in ("self", "num_entities", "num_relations",
                                                       "dim"))
@@ -36,4 +45,7 @@ def build_encoder(name: str, *, num_entities: int, num_relations: int, dim: int,
     return cls(num_entities=num_entities, num_relations=num_relations, dim=dim, **kwargs)
 
 
-__all__ = ["ENCODERS", "Encoder", "LookupEncoder", "build_encoder", "edge_dropout"]
+__all__ = [
+    "ENCODERS", "CompGCNConv", "CompGCNEncoder", "Encoder", "LookupEncoder", "RGCNEncoder",
+    "build_encoder", "ccorr", "compose", "edge_dropout",
+]
