@@ -19,8 +19,8 @@ MODES = ["none", "table", "context"]
 SPECS: list[dict] = [
     {"name": "translation"},
     {"name": "affine"},
-    {"name": "rotation"},
-    {"name": "rotation", "translate": True},
+    {"name": "rotation", "init_angles": "zero"},
+    {"name": "rotation", "translate": True, "init_angles": "zero"},
     {"name": "orthogonal"},
     {"name": "lu"},
     {"name": "additive_coupling"},

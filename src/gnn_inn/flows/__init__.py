@@ -63,8 +63,8 @@ def _affine(*, dim, cond, scale_clamp: float = 3.0):
     return SequentialFlow(ElementwiseAffine(dim=dim, scale_clamp=scale_clamp, **cond))
 
 
-def _rotation(*, dim, cond, translate: bool = False):
-    flows: list[Flow] = [PlaneRotation(dim=dim, **cond)]
+def _rotation(*, dim, cond, translate: bool = False, init_angles: str = "uniform"):
+    flows: list[Flow] = [PlaneRotation(dim=dim, init_angles=init_angles, **cond)]
     if translate:
         flows.append(Translation(dim=dim, **cond))
     return SequentialFlow(*flows)
