@@ -7,7 +7,7 @@ import torch
 from enc_helpers import tiny_graph
 from torch_geometric.nn import FastRGCNConv, RGCNConv
 
-from gnn_inn.encoders import RGCNEncoder
+from gnn_inn.encoders import RGCNEncoder, TypedRGCNConv
 
 ENCODERS_UNDER_TEST = ("rgcn",)
 
@@ -39,7 +39,7 @@ def dense_rgcn(conv, x, edge_index, edge_type) -> torch.Tensor:
     return out
 
 
-@pytest.mark.parametrize("conv_name", ["rgcn", "fast"])
+@pytest.mark.parametrize("conv_name", ["rgcn", "fast", "typed"])
 @pytest.mark.parametrize("decomp", sorted(DECOMP))
 def test_layer_matches_dense_reference(conv_name, decomp):
     torch.manual_seed(0)
@@ -58,15 +58,24 @@ def test_layer_matches_dense_reference(conv_name, decomp):
     torch.testing.assert_close(enc.eval()(g)[0], ref)
 
 
+@pytest.mark.parametrize("other", ["fast", "typed"])
+@pytest.mark.parametrize("aggr", ["mean", "add"])
 @pytest.mark.parametrize("decomp", sorted(DECOMP))
-def test_rgcn_and_fast_rgcn_agree_with_the_same_weights(decomp):
+def test_rgcn_variants_agree_with_the_same_weights(decomp, aggr, other):
     torch.manual_seed(0)
-    slow = RGCNEncoder(num_entities=N, num_relations=R, dim=D, conv="rgcn", **DECOMP[decomp])
-    fast = RGCNEncoder(num_entities=N, num_relations=R, dim=D, conv="fast", **DECOMP[decomp])
+    kw = {"num_entities": N, "num_relations": R, "dim": D, "aggr": aggr, **DECOMP[decomp]}
+    slow = RGCNEncoder(conv="rgcn", **kw)
+    fast = RGCNEncoder(conv=other, **kw)
     fast.load_state_dict(slow.state_dict())
-    assert isinstance(slow.convs[0], RGCNConv) and isinstance(fast.convs[0], FastRGCNConv)
+    cls = {"fast": FastRGCNConv, "typed": TypedRGCNConv}[other]
+    assert type(slow.convs[0]) is RGCNConv and type(fast.convs[0]) is cls
     g = tiny_graph(N, R, num_triples=20, seed=5)
     torch.testing.assert_close(slow.eval()(g)[0], fast.eval()(g)[0])
+    # gradients agree too
+    for enc in (slow, fast):
+        enc(g)[0].pow(2).sum().backward()
+    for (name, a), b in zip(slow.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
 
 
 def test_convs_see_inverse_types_and_options():

@@ -13,7 +13,7 @@ from typing import Any
 from .base import Encoder, edge_dropout
 from .compgcn import CompGCNConv, CompGCNEncoder, ccorr, compose
 from .lookup import LookupEncoder
-from .rgcn import RGCNEncoder
+from .rgcn import RGCNEncoder, TypedRGCNConv
 
 ENCODERS: dict[str, type[Encoder]] = {
     "none": LookupEncoder,
@@ -47,5 +47,5 @@ def build_encoder(name: str, *, num_entities: int, num_relations: int, dim: int,
 
 __all__ = [
     "ENCODERS", "CompGCNConv", "CompGCNEncoder", "Encoder", "LookupEncoder", "RGCNEncoder",
-    "build_encoder", "ccorr", "compose", "edge_dropout",
+    "TypedRGCNConv", "build_encoder", "ccorr", "compose", "edge_dropout",
 ]

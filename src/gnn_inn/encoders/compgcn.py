@@ -21,11 +21,13 @@ linear in each argument too, so ``corr`` composes in the Fourier domain: ``rfft`
 scatter, and one ``irfft`` of the ``[2N, d/2 + 1]`` aggregate.
 
 Rough peak memory of one layer's forward + backward (float32, ``E`` edges, ``d = d_in``):
-``sub`` keeps no ``E × d`` tensor for backward (only indices; one transient ``E × d``);
-``mult`` keeps the two gathered ``E × d`` operands; ``corr`` keeps the two gathered
-``E × (d/2 + 1)`` complex operands (≈ ``2 E d`` floats). Measured on a CPU with an
-FB15k-237-sized random graph (E = 544k, N = 14.5k, d = 200, 2 layers, ``corr``): see
-the timings noted at :class:`CompGCNEncoder`.
+``sub`` keeps no ``E × d`` tensor for backward (the gathered neighbour rows are updated in
+place; two transient ``E × d``); ``mult`` keeps the two gathered ``E × d`` operands; ``corr``
+keeps the two gathered ``E × (d/2 + 1)`` complex operands (≈ ``2 E d`` floats). Measured
+(peak RSS growth of one forward + backward, 2 layers, ``d = 200``, random graph with
+FB15k-237's sizes, ``E = 544k``, one ``E × d`` float tensor = 435 MB): ``sub`` 1.3 GB,
+``mult`` 3.3 GB, ``corr`` 3.8 GB. A custom autograd function re-gathering in backward
+would bring ``mult`` / ``corr`` down to the ``sub`` figure if that ever matters.
 """
 
 from __future__ import annotations
