@@ -113,9 +113,12 @@ def build_model(
     """Build a :class:`LinkPredictor` from ``{"name": ..., **kwargs}`` specs.
 
     When the encoder provides relation embeddings (e.g. CompGCN), the decoder is built with
-    ``relation_source="encoder"`` unless the decoder spec says otherwise.
+    ``relation_source="encoder"`` unless the decoder spec says otherwise. Decoders whose
+    constructor takes ``num_entities`` (e.g. ConvE's per-entity bias) get it.
     """
-    from .decoders import build_decoder
+    import inspect
+
+    from .decoders import DECODERS, build_decoder
     from .encoders import build_encoder
 
     enc_kwargs = dict(encoder)
@@ -127,6 +130,9 @@ def build_model(
     dec_name = dec_kwargs.pop("name")
     if getattr(enc, "provides_relations", False):
         dec_kwargs.setdefault("relation_source", "encoder")
+    dec_cls = DECODERS.get(dec_name)
+    if dec_cls is not None and "num_entities" in inspect.signature(dec_cls.__init__).parameters:
+        dec_kwargs.setdefault("num_entities", num_entities)
     dec = build_decoder(
         dec_name, num_relations=num_relations, dim=getattr(enc, "dim", dim), **dec_kwargs
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 from .base import Decoder
 from .classic import ComplEx, DistMult, RotatE, TransE
+from .conve import ConvE
 from .flow import FlowDecoder
 
 DECODERS: dict[str, type[Decoder]] = {
@@ -17,6 +18,7 @@ DECODERS: dict[str, type[Decoder]] = {
     "distmult": DistMult,
     "complex": ComplEx,
     "rotate": RotatE,
+    "conve": ConvE,
     "flow": FlowDecoder,
 }
 
@@ -37,5 +39,5 @@ def build_decoder(name: str, *, num_relations: int, dim: int, **kwargs: Any) -> 
 
 __all__ = [
     "DECODERS", "Decoder", "build_decoder", "TransE", "DistMult", "ComplEx", "RotatE",
-    "FlowDecoder",
+    "ConvE", "FlowDecoder",
 ]
