@@ -199,15 +199,22 @@ def load_dataset(name_or_path: str, *, data_dir: str | None = None, **options) -
 
     Args:
         name_or_path: ``fb15k-237``, ``wn18rr``, ``umls``, ``nations``, ``kinship``,
-            ``synthetic``, or a path to a folder holding ``train.txt / valid.txt / test.txt``.
-        data_dir: folder holding ``<name>/`` (default: env ``GNN_INN_DATA``).
-        options: keyword arguments of the generator (``synthetic`` only).
+            ``synthetic``, ``ogbl-biokg``, ``ogbl-wikikg2``, or a path to a folder holding
+            ``train.txt / valid.txt / test.txt``.
+        data_dir: folder holding ``<name>/`` (default: env ``GNN_INN_DATA``); for OGB datasets
+            the folder holding ogb's ``ogbl_biokg/`` / ``ogbl_wikikg2/``.
+        options: keyword arguments of the generator (``synthetic``) or of
+            :func:`gnn_inn.data.ogb.load_ogb` (OGB datasets, e.g. ``trust_pickle``).
     """
+    from .ogb import OGB_DATASETS, load_ogb  # here: ogb.py imports this module
+
     key = name_or_path.lower()
     if key == "synthetic":
         from .synthetic import make_synthetic
 
         return make_synthetic(**options)
+    if key in OGB_DATASETS:
+        return load_ogb(key, data_dir, **options)
     if options:
         raise ValueError(f"dataset {name_or_path!r} takes no options, got {sorted(options)}")
     if key in DATASETS:
@@ -217,5 +224,6 @@ def load_dataset(name_or_path: str, *, data_dir: str | None = None, **options) -
         return KnowledgeGraph.from_directory(path)
     raise ValueError(
         f"unknown dataset {name_or_path!r}: not a registered name "
-        f"({', '.join([*DATASETS, 'synthetic'])}) and not a folder with train/valid/test.txt"
+        f"({', '.join([*DATASETS, 'synthetic', *OGB_DATASETS])}) and not a folder with "
+        "train/valid/test.txt"
     )

@@ -23,7 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..config import Config
-from ..evaluation import evaluate
+from ..evaluation import evaluate, evaluate_ogb
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .losses import build_loss
 
@@ -214,10 +214,18 @@ class Trainer:
 
     # ------------------------------------------------------------- evaluation
     def evaluate(self, split: str = "valid"):
-        """Filtered ranking on ``split`` (``valid`` or ``test``) → ``EvalResult``."""
+        """Filtered ranking on ``split`` (``valid`` or ``test``) → ``EvalResult``.
+
+        Graphs that carry OGB candidate sets (``kg.ogb_candidates``) are evaluated with the OGB
+        protocol instead (:func:`~gnn_inn.evaluation.evaluate_ogb`, realistic ranks).
+        """
         triples = getattr(self.kg, split)
         self.model.eval()
         with torch.no_grad():
+            if getattr(self.kg, "ogb_candidates", None):
+                return evaluate_ogb(self.model, self.kg, split,
+                                    batch_size=self.config.eval.batch_size,
+                                    progress=not self.quiet)
             return evaluate(
                 self.model, triples, self.kg.filter_index,
                 batch_size=self.config.eval.batch_size, policy=self.config.eval.tie_policy,
