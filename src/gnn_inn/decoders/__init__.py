@@ -12,6 +12,7 @@ from .base import Decoder
 from .classic import ComplEx, DistMult, RotatE, TransE
 from .conve import ConvE
 from .flow import FlowDecoder
+from .stochastic import StochasticFlowDecoder
 
 DECODERS: dict[str, type[Decoder]] = {
     "transe": TransE,
@@ -20,6 +21,7 @@ DECODERS: dict[str, type[Decoder]] = {
     "rotate": RotatE,
     "conve": ConvE,
     "flow": FlowDecoder,
+    "stochastic_flow": StochasticFlowDecoder,
 }
 
 
@@ -39,5 +41,5 @@ def build_decoder(name: str, *, num_relations: int, dim: int, **kwargs: Any) -> 
 
 __all__ = [
     "DECODERS", "Decoder", "build_decoder", "TransE", "DistMult", "ComplEx", "RotatE",
-    "ConvE", "FlowDecoder",
+    "ConvE", "FlowDecoder", "StochasticFlowDecoder",
 ]

@@ -240,3 +240,58 @@ def build_loss(name: str, train: Tensor, num_entities: int, num_relations: int, 
     except KeyError:
         raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(LOSSES)}") from None
     return cls(train, num_entities, num_relations, **kwargs)
+
+
+class FlowNLLLoss(OneVsAllLoss):
+    r"""Density objective of the stochastic flow decoder (``flow_nll``), both directions:
+
+    .. math::
+        L = \mathrm{CE}_{\{y\} \cup \mathrm{top}_K(s_1)}(s_2, y)
+            + \lambda_g\,\mathrm{CE}_{\mathcal E}(s_1, y)
+            - \frac{\lambda_{nll}}{d}\,\log p(e_y \mid e_a, r)
+
+    * ``CE(s₂, y)`` over the re-ranker's candidates — the true entity and stage 1's top
+      ``K = train_rerank_k`` (all entities for ``'all'``), scored by the full log-density
+      ``s₂``: ``p(y) = p(e_y) / Σ_j p(e_j)``, the *contrastive* term that keeps distinct
+      entities apart (maximising the density alone would pull every embedding onto the query's
+      mode). It trains stage 2 on exactly the set it re-ranks at evaluation;
+    * ``CE(s₁, y)`` over all entities (weight ``gaussian_weight``) — the stage-1 Gaussian
+      scores, so the cheap first stage learns to bring the answer into the top ``K``;
+    * ``−log p(e_y | e_a, r) / d`` (weight ``nll_weight``) — the pure continuous NLL under the
+      full conditional flow, per dimension. The softmax is blind to the density's
+      normalisation (``Σ log σ`` cancels in it); this term makes the density cover all true
+      answers of a query, which is what sampling needs. It is bounded below because the
+      decoder soft-clamps its log-scales.
+
+    Needs a decoder with ``density_terms(ent, rel, anchor, r, target, mode)`` (the
+    ``stochastic_flow`` decoder). The plain ``1vsall`` loss also works with that decoder (its
+    training-mode scores are ``s₂`` on stage 1's top ``K`` and ``s₁`` elsewhere) but trains
+    neither the stage-1 ranking on its own nor the density's normalisation.
+    """
+
+    name = "flow_nll"
+
+    def __init__(self, train, num_entities, num_relations, *, gaussian_weight: float = 0.5,
+                 nll_weight: float = 1.0):
+        super().__init__(train, num_entities, num_relations)
+        self.gaussian_weight = float(gaussian_weight)
+        self.nll_weight = float(nll_weight)
+
+    def __call__(self, model, batch, ent, rel):
+        dec = model.decoder
+        if not hasattr(dec, "density_terms"):
+            raise ValueError(f"loss 'flow_nll' needs a density decoder (decoder "
+                             f"'stochastic_flow'), got {type(dec).__name__}; use '1vsall'")
+        target = batch.target.to(ent.device)
+        terms = dec.density_terms(ent, rel, batch.anchor.to(ent.device),
+                                  batch.relation.to(ent.device), target, batch.kind)
+        scores = terms["candidate_scores"].float()
+        loss = F.cross_entropy(scores, torch.zeros_like(target))
+        if self.gaussian_weight:
+            loss = loss + self.gaussian_weight * F.cross_entropy(terms["gaussian"].float(), target)
+        if self.nll_weight:
+            loss = loss - self.nll_weight * terms["target_log_prob"].float().mean() / ent.shape[1]
+        return loss
+
+
+LOSSES["flow_nll"] = FlowNLLLoss
