@@ -2,6 +2,7 @@
 
 ```
 gnn-inn train --config FILE [--set key=value ...] [--out DIR] [--data-dir DIR] [--resume]
+torchrun --standalone --nproc_per_node N -m gnn_inn.cli train ...  (data-parallel training)
 gnn-inn evaluate CHECKPOINT [--split test]
 gnn-inn stats DATASET [--data-dir DIR]
 gnn-inn predict CHECKPOINT --head H --relation R [--k 10]     (or --tail T for head queries)
@@ -45,6 +46,9 @@ def cmd_train(args) -> int:
                  kg.name, kg.num_entities, kg.num_relations, kg.train.shape[0],
                  trainer.model.num_parameters())
     res = trainer.fit()
+    trainer.dist.close()  # torchrun: leave the process group; only rank 0 reports
+    if not trainer.dist.is_main:
+        return 0
     if "test_per_pattern" in res:
         print("per-pattern test metrics:")
         for name, m in res["test_per_pattern"].items():

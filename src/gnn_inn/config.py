@@ -69,6 +69,10 @@ class TrainConfig:
     device: str = "auto"
     #: cap on wall-clock training seconds (``null`` = no cap)
     time_budget: float | None = None
+    #: ``null`` = full-batch encoder; or neighbour-sampled training, e.g.
+    #: ``{num_neighbors: [10, 10], num_negatives: 256}`` (keys: see
+    #: :class:`gnn_inn.training.sampling.SamplerSpec`)
+    sampler: dict[str, Any] | None = None
 
 
 @dataclass

@@ -1,6 +1,8 @@
-"""The encoder interface and the edge-dropout helper."""
+"""The encoder interface, the edge-dropout helper and node batches for layer-wise inference."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +18,19 @@ class Encoder(nn.Module):
     Relation embeddings, when provided, have ``2R`` rows (forward relations, then inverses).
     Any ``nn.Module`` with this call shape plugs into :class:`~gnn_inn.model.LinkPredictor`.
 
+    **Subgraphs** (neighbour-sampled training, :mod:`gnn_inn.training.sampling`): a graph may
+    carry ``n_id [n]``, the global entity id of each of its ``n`` nodes (``edge_index`` then
+    holds local ids ``< n``). Message-passing encoders read their input rows
+    ``table[n_id]`` and return ``ent [n, d]`` for the subgraph's nodes only; without ``n_id``
+    the graph covers all ``N`` entities and nothing changes.
+
+    **Layer-wise inference**: encoders that define ``inference(graph, batch_size)`` compute
+    every layer for all ``N`` nodes, ``batch_size`` target nodes at a time, before the next
+    layer (memory ``O(N · d + E)`` plus one batch's messages, instead of the ``O(E · d)``
+    activations of one full-graph pass). Setting ``inference_batch_size`` makes eval-mode
+    :meth:`forward` over a full graph use it (the trainer does so when sampling is
+    configured).
+
     Attributes:
         num_entities: ``N``.
         dim: size ``d`` of the returned entity embeddings.
@@ -24,6 +39,8 @@ class Encoder(nn.Module):
     """
 
     provides_relations: bool = False
+    #: when set, eval-mode ``forward`` over a full graph runs ``inference(graph, this)``
+    inference_batch_size: int | None = None
 
     def __init__(self, *, num_entities: int, dim: int, rel_dim: int | None = None) -> None:
         super().__init__()
@@ -40,26 +57,84 @@ class Encoder(nn.Module):
         raise NotImplementedError
 
     def _check_graph(self, graph: Data) -> tuple[Tensor, Tensor]:
-        """``(edge_index, edge_type)`` of ``graph`` after checking its node count."""
+        """``(edge_index, edge_type)`` of ``graph`` after checking its node count (or its
+        ``n_id`` when it is a subgraph)."""
         if getattr(graph, "edge_index", None) is None or getattr(graph, "edge_type", None) is None:
             raise ValueError(
                 f"{type(self).__name__} needs a message graph with edge_index and edge_type "
                 "(e.g. KnowledgeGraph.message_graph()); pass graph= to LinkPredictor"
             )
         n = graph.num_nodes
-        if n is not None and int(n) != self.num_entities:
+        n_id = node_ids(graph)
+        if n_id is not None:
+            if n is None or n_id.dim() != 1 or n_id.numel() != int(n):
+                raise ValueError(
+                    f"{type(self).__name__}: a subgraph needs n_id [num_nodes] (one global "
+                    f"entity id per node), got n_id {tuple(n_id.shape)} and num_nodes={n}"
+                )
+            if n_id.numel() and (int(n_id.min()) < 0 or int(n_id.max()) >= self.num_entities):
+                raise ValueError(
+                    f"{type(self).__name__}: subgraph n_id holds ids outside "
+                    f"[0, {self.num_entities}); sample it from this encoder's graph"
+                )
+        elif n is not None and int(n) != self.num_entities:
             raise ValueError(
                 f"{type(self).__name__} was built for num_entities={self.num_entities} but the "
                 f"graph has num_nodes={int(n)}; build the encoder from the same KnowledgeGraph"
             )
         return graph.edge_index, graph.edge_type
 
+    def _input_rows(self, table: Tensor, graph: Data) -> Tensor:
+        """``table [N, ·]`` itself, or its rows ``table[n_id]`` ``[n, ·]`` for a subgraph."""
+        n_id = node_ids(graph)
+        return table if n_id is None else table.index_select(0, n_id.to(table.device))
+
+    def _use_inference(self, graph: Data) -> bool:
+        """Whether :meth:`forward` should hand ``graph`` to ``inference`` (see class doc)."""
+        return (not self.training and self.inference_batch_size is not None
+                and hasattr(self, "inference") and node_ids(graph) is None)
+
+
+def node_ids(graph: Data | None) -> Tensor | None:
+    """The ``n_id [n]`` of a subgraph (global entity ids of its nodes), ``None`` otherwise."""
+    if graph is None or "n_id" not in graph:
+        return None
+    return graph.n_id
+
+
+def dst_blocks(edge_index: Tensor, num_nodes: int, batch_size: int
+               ) -> Iterator[tuple[int, int, Tensor]]:
+    r"""Node batches for layer-wise inference: ``(start, end, edge ids)`` per batch.
+
+    Target nodes ``[start, end)`` (``end - start <= batch_size``) with the ids ``[E_b]`` of
+    *all* their incoming edges (``edge_index[1]`` in the range), like PyG's ``NeighborLoader``
+    with ``num_neighbors=[-1]`` but without a sampling backend: one stable ``argsort`` of the
+    targets (``O(E)`` memory) and a CSR pointer.
+
+    Args:
+        edge_index: ``[2, E]``, row 1 the target of each message.
+        num_nodes: ``N``.
+        batch_size: target nodes per batch (``>= 1``).
+    """
+    if batch_size < 1:
+        raise ValueError(f"inference batch_size must be >= 1, got {batch_size}")
+    dst = edge_index[1]
+    perm = torch.argsort(dst, stable=True)
+    ptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=dst.device)
+    ptr[1:] = torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0)
+    bounds = ptr.cpu()
+    for start in range(0, num_nodes, batch_size):
+        end = min(num_nodes, start + batch_size)
+        yield start, end, perm[int(bounds[start]):int(bounds[end])]
+
 
 def edge_dropout(graph: Data, p: float, generator: torch.Generator | None = None) -> Data:
     r"""A copy of ``graph`` where each edge is dropped independently with probability ``p``.
 
     Used by the GNN encoders in training mode only (the caller checks ``self.training``).
-    Keeps ``num_nodes``; an edge and its inverse are dropped independently. Randomness comes
+    Keeps ``num_nodes`` and the node attributes of a subgraph (``n_id``, ``node_degree``;
+    ``e_id`` is subset with the edges); an edge and its inverse are dropped independently.
+    Randomness comes
     from ``generator`` (a CPU generator is fine for graphs on any device) or, when ``None``,
     from torch's global generator (seeded by the trainer).
 
@@ -79,8 +154,14 @@ def edge_dropout(graph: Data, p: float, generator: torch.Generator | None = None
     dev = edge_type.device if generator is None else generator.device
     keep = torch.rand(edge_type.numel(), generator=generator, device=dev) >= p
     keep = keep.to(edge_type.device)
-    return Data(edge_index=graph.edge_index[:, keep], edge_type=edge_type[keep],
-                num_nodes=graph.num_nodes)
+    out = Data(edge_index=graph.edge_index[:, keep], edge_type=edge_type[keep],
+               num_nodes=graph.num_nodes)
+    for key in ("n_id", "node_degree"):
+        if key in graph:
+            out[key] = graph[key]
+    if "e_id" in graph:
+        out.e_id = graph.e_id[keep]
+    return out
 
 
 def make_activation(name: str | None) -> nn.Module:

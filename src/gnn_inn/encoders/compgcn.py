@@ -39,7 +39,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
-from .base import Encoder, edge_dropout, make_activation
+from .base import Encoder, dst_blocks, edge_dropout, make_activation
 
 COMPOSITIONS = ("sub", "mult", "corr")
 NORMS = ("paper", "sym", "mean", "none")
@@ -156,13 +156,37 @@ class CompGCNConv(MessagePassing):
             self.bn.reset_parameters()
 
     # ------------------------------------------------------------------ norm
-    def edge_norm(self, edge_index: Tensor, direction: Tensor, num_nodes: int) -> Tensor | None:
-        r"""Per-edge :math:`\alpha^{\lambda}_{uv}` ``[E]`` (``None`` for ``norm="none"``)."""
-        if self.norm == "none":
-            return None
+    def edge_norm(self, edge_index: Tensor, direction: Tensor, num_nodes: int,
+                  node_degree: Tensor | None = None) -> Tensor | None:
+        r"""Per-edge :math:`\alpha^{\lambda}_{uv}` ``[E]`` (``None`` for ``norm="none"``
+        without ``node_degree``).
+
+        ``node_degree [num_nodes, 4]`` (float), given for a neighbour-sampled subgraph, holds
+        each node's *full-graph* in-degree (directions O, I) and out-degree (O, I). The degrees
+        of the norm are then taken from it, and each edge into ``v`` is scaled by
+        :math:`D_\lambda(v) / S_\lambda(v)` (``S`` = sampled in-edges of ``v`` in
+        ``edge_index``), so the sampled sum estimates the full one and equals it when every
+        in-edge of ``v`` was sampled. Without it, the degrees are counted in ``edge_index``
+        (full-batch behaviour).
+        """
         src, dst = edge_index
         shift = direction * num_nodes
         ones = torch.ones(dst.numel(), dtype=torch.float, device=dst.device)
+        if node_degree is not None:
+            deg = node_degree.to(dst.device, torch.float)
+            sampled = scatter(ones, dst + shift, 0, dim_size=2 * num_nodes, reduce="sum")
+            if self.norm == "mean":
+                return sampled[dst + shift].reciprocal()
+            full_in = deg[:, :2].t().reshape(-1)  # [2N]: row v (direction O), N + v (I)
+            scale = full_in[dst + shift] / sampled[dst + shift]
+            if self.norm == "none":
+                return scale
+            d_src = full_in if self.norm == "paper" else deg[:, 2:].t().reshape(-1)
+            inv_in = full_in.pow(-0.5).masked_fill_(full_in == 0, 0.0)
+            inv_src = d_src.pow(-0.5).masked_fill_(d_src == 0, 0.0)
+            return inv_in[dst + shift] * inv_src[src + shift] * scale
+        if self.norm == "none":
+            return None
         deg_in = scatter(ones, dst + shift, 0, dim_size=2 * num_nodes, reduce="sum")
         if self.norm == "mean":
             return deg_in[dst + shift].reciprocal()
@@ -176,30 +200,50 @@ class CompGCNConv(MessagePassing):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, edge_index: Tensor, edge_type: Tensor,
-                rel: Tensor) -> tuple[Tensor, Tensor]:
-        """``(x' [N, d_out], rel' [2R, d_out])``; see the class docstring."""
+                rel: Tensor, node_degree: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(x' [N, d_out], rel' [2R, d_out])``; see the class docstring and
+        :meth:`edge_norm` for ``node_degree [N, 4]`` (sampled subgraphs)."""
         n = x.size(0)
         direction = (edge_type >= self.num_relations).long()
-        norm = self.edge_norm(edge_index, direction, n)
+        norm = self.edge_norm(edge_index, direction, n, node_degree)
         if norm is not None:
             norm = norm.to(x.dtype)
-        if self.composition == "corr":  # compose in the Fourier domain (linear in each factor)
-            xs, rs = torch.fft.rfft(x, dim=-1), torch.fft.rfft(rel, dim=-1)
-        else:
-            xs, rs = x, rel
+        xs, rs = self.spectral(x), self.spectral(rel)
+        agg = self.aggregate_messages(xs, rs, edge_index, edge_type, direction, norm, n)
+        return self.update_nodes(agg, x), rel @ self.w_rel
+
+    def spectral(self, x: Tensor) -> Tensor:
+        """``rfft(x)`` ``[·, d/2 + 1]`` for ``corr`` (composition in the Fourier domain), else
+        ``x`` itself."""
+        return torch.fft.rfft(x, dim=-1) if self.composition == "corr" else x
+
+    def aggregate_messages(self, xs: Tensor, rs: Tensor, edge_index: Tensor, edge_type: Tensor,
+                           direction: Tensor, norm: Tensor | None, num_dst: int) -> Tensor:
+        r"""Normalised composed messages summed per target and direction: ``[2 N_dst, d_in]``
+        (row ``v`` original edges, ``N_dst + v`` inverse edges), back in the real domain.
+
+        ``xs [N_src, ·]`` and ``rs [2R, ·]`` come from :meth:`spectral`; ``edge_index[1]``
+        indexes ``[0, N_dst)`` (a node batch in layer-wise inference, or all nodes).
+        """
         agg = self.propagate(edge_index, x=xs, rel=rs, edge_type=edge_type, norm=norm,
-                             direction=direction, size=(n, n))  # [2N, d_in or F]
+                             direction=direction, size=(xs.size(0), num_dst))
         if self.composition == "corr":
             agg = torch.fft.irfft(agg, n=self.in_channels, dim=-1)
+        return agg
+
+    def update_nodes(self, agg: Tensor, x_dst: Tensor) -> Tensor:
+        r"""``x' [N_dst, d_out]`` from the aggregate ``[2 N_dst, d_in]`` and the targets' own
+        features ``x_dst [N_dst, d_in]`` (self-loop term, bias, batch norm, activation)."""
+        n = x_dst.size(0)
         m_o, m_i = agg[:n], agg[n:]
         out = (F.dropout(m_o @ self.w_out, self.dropout, self.training)
                + F.dropout(m_i @ self.w_in, self.dropout, self.training)
-               + compose(x, self.loop_rel, self.composition) @ self.w_loop) / 3.0
+               + compose(x_dst, self.loop_rel, self.composition) @ self.w_loop) / 3.0
         if self.bias is not None:
             out = out + self.bias
         if self.bn is not None:
             out = self.bn(out)
-        return self.act(out), rel @ self.w_rel
+        return self.act(out)
 
     def message(self, x: Tensor, rel: Tensor, edge_index_j: Tensor, edge_type: Tensor,
                 norm: Tensor | None) -> Tensor:
@@ -260,10 +304,17 @@ class CompGCNEncoder(Encoder):
             (for decoders whose relation parameters have another size).
 
     Shapes: ``graph.edge_index [2, E]``, ``graph.edge_type [E]`` in ``[0, 2R)`` →
-    ``(ent [N, d], rel [2R, rel_dim or d])``.
+    ``(ent [N, d], rel [2R, rel_dim or d])``; a subgraph with ``n_id [n]`` (neighbour
+    sampling) → ``(ent [n, d], rel)``, its input rows taken from the table by ``n_id`` and,
+    when it carries ``node_degree [n, 4]``, normalised with full-graph degrees (see
+    :meth:`CompGCNConv.edge_norm`). Batch norm in training mode normalises over the graph it
+    is given, i.e. over the subgraph's nodes when sampling. :meth:`inference` computes the
+    full-graph output layer by layer in node batches (equal to :meth:`forward` in eval mode).
     """
 
     provides_relations = True
+    #: neighbour samplers attach full-graph degrees (``node_degree``) for the edge norms
+    uses_node_degree = True
 
     def __init__(
         self, *, num_entities: int, num_relations: int, dim: int, num_layers: int = 2,
@@ -323,8 +374,11 @@ class CompGCNEncoder(Encoder):
         return self.rel_coef @ self.rel_basis
 
     def forward(self, graph: Data) -> tuple[Tensor, Tensor]:
-        """``(ent [N, d], rel [2R, rel_dim])`` (edge dropout applied in training mode)."""
+        """``(ent [N, d], rel [2R, rel_dim])`` (edge dropout applied in training mode);
+        ``(ent [n, d], rel)`` for a subgraph carrying ``n_id [n]``."""
         self._check_graph(graph)
+        if self._use_inference(graph):
+            return self.inference(graph, self.inference_batch_size)
         if self.training and self.edge_dropout > 0:
             graph = edge_dropout(graph, self.edge_dropout)
         edge_index, edge_type = graph.edge_index, graph.edge_type
@@ -334,10 +388,48 @@ class CompGCNEncoder(Encoder):
                 f"built for num_relations={self.num_relations} (2R={2 * self.num_relations} "
                 "edge types incl. inverses)"
             )
-        x, r = self.entity, self.input_relations()
+        x, r = self._input_rows(self.entity, graph), self.input_relations()
+        degree = graph.node_degree if "node_degree" in graph else None
         for conv in self.convs:
-            x, r = conv(x, edge_index, edge_type, r)
+            x, r = conv(x, edge_index, edge_type, r, node_degree=degree)
             x = F.dropout(x, self.hidden_dropout, self.training)
+        if self.rel_proj is not None:
+            r = self.rel_proj(r)
+        return x, r
+
+    @torch.no_grad()
+    def inference(self, graph: Data, batch_size: int = 4096) -> tuple[Tensor, Tensor]:
+        r"""Full-graph output ``(ent [N, d], rel [2R, rel_dim])`` layer by layer in node batches.
+
+        Per layer: the edge norms of the whole graph (``[E]``, as :meth:`forward` computes
+        them), the layer's spectral tables once, then ``batch_size`` target nodes at a time
+        from all their incoming edges (:func:`~gnn_inn.encoders.base.dst_blocks`). Equals
+        :meth:`forward` in eval mode (batch norm uses its running statistics, which are per
+        node) up to float rounding; memory two ``[N, d]`` tables plus one batch's messages.
+        Meant for evaluation (no gradient; call it on a module in eval mode).
+        """
+        edge_index, edge_type = self._check_graph(graph)
+        if self.training:
+            raise RuntimeError("CompGCNEncoder.inference: call it in eval mode (batch norm "
+                               "would otherwise normalise each node batch separately)")
+        n = self.num_entities
+        blocks = list(dst_blocks(edge_index, n, batch_size))
+        direction = (edge_type >= self.num_relations).long()
+        x, r = self.entity, self.input_relations()
+        norm_all: Tensor | None = None
+        for i, conv in enumerate(self.convs):
+            if i == 0 or conv.norm != self.convs[i - 1].norm:
+                norm_all = conv.edge_norm(edge_index, direction, n)
+            xs, rs = conv.spectral(x), conv.spectral(r)
+            out = x.new_empty(n, conv.out_channels)
+            for start, end, eids in blocks:
+                ei = edge_index.index_select(1, eids)
+                local = torch.stack([ei[0], ei[1] - start])
+                norm = None if norm_all is None else norm_all.index_select(0, eids).to(x.dtype)
+                agg = conv.aggregate_messages(xs, rs, local, edge_type.index_select(0, eids),
+                                              direction.index_select(0, eids), norm, end - start)
+                out[start:end] = conv.update_nodes(agg, x[start:end])
+            x, r = out, r @ conv.w_rel
         if self.rel_proj is not None:
             r = self.rel_proj(r)
         return x, r

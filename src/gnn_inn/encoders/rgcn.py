@@ -11,7 +11,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import FastRGCNConv, RGCNConv
 from torch_geometric.utils import scatter
 
-from .base import Encoder, edge_dropout, make_activation
+from .base import Encoder, dst_blocks, edge_dropout, make_activation
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,20 @@ class TypedRGCNConv(RGCNConv):
     :class:`FastRGCNConv`'s ``E · d_in · d_out``. Inputs must be float features.
     """
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_type: Tensor) -> Tensor:
-        if not torch.is_floating_point(x):
+    def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index: Tensor,
+                edge_type: Tensor) -> Tensor:
+        """``x [N, d_in]`` or bipartite ``(x_src [N_src, d_in], x_dst [N_dst, d_in])`` (edges
+        ``src → dst`` with ``edge_index[1] < N_dst``, as in layer-wise inference) →
+        ``[N_dst, d_out]``."""
+        x_src, x_dst = x if isinstance(x, tuple) else (x, x)
+        if not torch.is_floating_point(x_src):
             raise ValueError("TypedRGCNConv needs float node features [N, d_in]")
-        n, num_types = x.size(0), self.num_relations
+        n, num_types = x_dst.size(0), self.num_relations
         src, dst = edge_index
         uniq, pair = torch.unique(edge_type * n + dst, return_inverse=True)  # sorted by type
         pair_type, pair_dst = uniq // n, uniq % n
         reduce = "mean" if self.aggr == "mean" else "sum"
-        agg = scatter(x.index_select(0, src), pair, 0, dim_size=uniq.numel(), reduce=reduce)
+        agg = scatter(x_src.index_select(0, src), pair, 0, dim_size=uniq.numel(), reduce=reduce)
         sizes = torch.bincount(pair_type, minlength=num_types).tolist()
         weight = self.weight
         if self.num_bases is not None:
@@ -58,11 +63,11 @@ class TypedRGCNConv(RGCNConv):
                 parts.append(a.reshape(-1, self.out_channels))
             else:
                 parts.append(a @ w)
-        out = x.new_zeros(n, self.out_channels)
+        out = x_dst.new_zeros(n, self.out_channels)
         if parts:
             out = out + scatter(torch.cat(parts), pair_dst, 0, dim_size=n, reduce="sum")
         if self.root is not None:
-            out = out + x @ self.root
+            out = out + x_dst @ self.root
         if self.bias is not None:
             out = out + self.bias
         return out
@@ -116,7 +121,13 @@ class RGCNEncoder(Encoder):
             ``init_std``).
 
     Shapes: ``graph.edge_index [2, E]``, ``graph.edge_type [E]`` in ``[0, 2R)`` →
-    ``(ent [N, d], None)``.
+    ``(ent [N, d], None)``; a subgraph with ``n_id [n]`` (neighbour sampling) →
+    ``(ent [n, d], None)``, its input rows taken from the table by ``n_id``.
+
+    Sampled subgraphs: with ``aggr="mean"`` the per-(target, type) average over the sampled
+    neighbours estimates the full one (exact when every in-edge is sampled); ``aggr="add"``
+    sums the sampled neighbours only. :meth:`inference` computes the full-graph output
+    layer by layer in node batches (equal to :meth:`forward` in eval mode).
     """
 
     provides_relations = False
@@ -173,8 +184,11 @@ class RGCNEncoder(Encoder):
             conv.reset_parameters()
 
     def forward(self, graph: Data) -> tuple[Tensor, None]:
-        """``(ent [N, d], None)`` from ``graph`` (edge dropout applied in training mode)."""
+        """``(ent [N, d], None)`` from ``graph`` (edge dropout applied in training mode);
+        ``(ent [n, d], None)`` for a subgraph carrying ``n_id [n]``."""
         self._check_graph(graph)
+        if self._use_inference(graph):
+            return self.inference(graph, self.inference_batch_size)
         if self.training and self.edge_dropout > 0:
             graph = edge_dropout(graph, self.edge_dropout)
         edge_index, edge_type = graph.edge_index, graph.edge_type
@@ -189,11 +203,39 @@ class RGCNEncoder(Encoder):
             if gib > 4:
                 log.warning("FastRGCNConv will materialise W[edge_type] (~%.0f GiB); use "
                             "conv='rgcn' or num_blocks on a graph this large", gib)
-        x = self.entity
+        x = self._input_rows(self.entity, graph)
         for i, conv in enumerate(self.convs):
             x = conv(x, edge_index, edge_type)
             if i < self.num_layers - 1:
                 x = F.dropout(self.act(x), self.dropout, self.training)
+        return x, None
+
+    @torch.no_grad()
+    def inference(self, graph: Data, batch_size: int = 4096) -> tuple[Tensor, None]:
+        r"""Full-graph output ``(ent [N, d], None)`` computed layer by layer in node batches.
+
+        Layer :math:`\ell` is computed for all ``N`` nodes, ``batch_size`` target nodes at a
+        time from *all* their incoming edges (:func:`~gnn_inn.encoders.base.dst_blocks`),
+        before layer :math:`\ell + 1` starts — PyG's ``inference`` pattern. Equals
+        :meth:`forward` in eval mode (no dropout, no edge dropout) up to float rounding; peak
+        memory is two ``[N, d]`` tables plus one batch's ``[E_b, d]`` messages instead of a
+        full pass's ``O(E · d)``. No gradient (evaluation only).
+
+        Args:
+            graph: the full message graph (``edge_index [2, E]``, ``edge_type [E]``).
+            batch_size: target nodes per batch.
+        """
+        edge_index, edge_type = self._check_graph(graph)
+        n = self.num_entities
+        blocks = list(dst_blocks(edge_index, n, batch_size))
+        x = self.entity
+        for i, conv in enumerate(self.convs):
+            out = x.new_empty(n, conv.out_channels)
+            for start, end, eids in blocks:
+                ei = edge_index.index_select(1, eids)
+                local = torch.stack([ei[0], ei[1] - start])
+                out[start:end] = conv((x, x[start:end]), local, edge_type.index_select(0, eids))
+            x = self.act(out) if i < self.num_layers - 1 else out
         return x, None
 
     def extra_repr(self) -> str:

@@ -2,7 +2,10 @@
 
 One optimisation step = one encoder pass over the whole train graph (a no-op for the lookup
 encoder) + the decoder on the step's queries (see :mod:`gnn_inn.training.losses`). Evaluation
-encodes once in eval mode and reuses the embeddings for every query.
+encodes once in eval mode and reuses the embeddings for every query. With ``train.sampler``
+a step encodes only the sampled neighbourhood of its entities and evaluation encodes layer by
+layer (:mod:`gnn_inn.training.sampling`). Under ``torchrun`` each step's queries are split
+over the ranks and the gradients summed (:mod:`gnn_inn.training.distributed`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tqdm.auto import tqdm
 from ..config import Config
 from ..evaluation import evaluate, evaluate_ogb
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .distributed import DistContext, shard_query_batch
 from .losses import build_loss
 
 log = logging.getLogger(__name__)
@@ -114,16 +118,30 @@ class Trainer:
         self.config = config
         self.kg = kg
         self.device = resolve_device(config.train.device)
+        # torchrun: join the job (one-process context otherwise), one GPU per local rank
+        self.dist = DistContext.from_env(self.device)
+        if self.dist.enabled and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.model = model.to(self.device)
+        self.dist.broadcast_module(self.model)
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.quiet = quiet or not sys.stderr.isatty()
+        self.quiet = quiet or not sys.stderr.isatty() or not self.dist.is_main
         self.generator = seed_everything(config.seed)
         tcfg = config.train
         loss_kwargs = dict(tcfg.loss)
-        self.loss = build_loss(loss_kwargs.pop("name"), kg.train, kg.num_entities,
-                               kg.num_relations, **loss_kwargs)
+        self.sampler = None  # neighbour-sampled objective (train.sampler), else full batch
+        if tcfg.sampler is not None:
+            from .sampling import build_sampled_objective
+
+            self.sampler = build_sampled_objective(tcfg.sampler, model=self.model, kg=kg,
+                                                   loss=tcfg.loss)
+            self.loss = None
+        else:
+            self.loss = build_loss(loss_kwargs.pop("name"), kg.train, kg.num_entities,
+                                   kg.num_relations, **loss_kwargs)
         self.optimizer = build_optimizer(tcfg, self.model.parameters())
-        self.steps_per_epoch = self.loss.num_batches(tcfg.batch_size)
+        source = self.sampler if self.sampler is not None else self.loss
+        self.steps_per_epoch = source.num_batches(tcfg.batch_size)
         self.scheduler = build_scheduler(tcfg, self.optimizer, self.steps_per_epoch)
         self.epoch = 0
         self.best_metric = -math.inf
@@ -149,7 +167,7 @@ class Trainer:
         }
 
     def save(self, name: str) -> None:
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.dist.is_main:
             save_checkpoint(self.out_dir / name, self._payload())
 
     def resume(self, path: str | Path) -> None:
@@ -175,8 +193,28 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def _step(self, step) -> float:
-        model, cfg = self.model, self.config
+        model = self.model
         model.train()
+        if self.sampler is not None:
+            loss = self.sampler(model, step, self.dist.rank, self.dist.world_size)
+        else:
+            loss = self._full_batch_loss(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        if loss is not None:
+            loss.backward()
+        # sums gradients (and loss shares) over the ranks; a no-op in one process
+        value = self.dist.all_reduce_gradients(model.parameters(),
+                                               loss if loss is not None else 0.0)
+        if self.config.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.train.grad_clip)
+        self.optimizer.step()
+        model.invalidate_cache()
+        return float(value)
+
+    def _full_batch_loss(self, step) -> Tensor | None:
+        """Full-graph encoder + this rank's slice of ``step`` (all of it in one process),
+        weighted by its share of the step's queries; ``None`` for an empty slice."""
+        model, cfg = self.model, self.config
         graph = None
         if cfg.model.mask_targets and model.edge_index.numel():
             triples = torch.cat([_positives(b) for b in step])
@@ -187,25 +225,29 @@ class Trainer:
                                 num_nodes=g.num_nodes)
         ent, rel = model.encode(graph)
         total = sum(b.anchor.numel() for b in step)
-        loss = sum(self.loss(model, _to(b, self.device), ent, rel) * (b.anchor.numel() / total)
+        if self.dist.enabled:
+            step = [shard_query_batch(b, self.dist.rank, self.dist.world_size) for b in step]
+            step = [b for b in step if b.anchor.numel()]
+            if not step:
+                return None
+        return sum(self.loss(model, _to(b, self.device), ent, rel) * (b.anchor.numel() / total)
                    for b in step)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        self.optimizer.step()
-        model.invalidate_cache()
-        return float(loss.detach())
 
-    def train_epoch(self) -> float:
-        bar = tqdm(self.loss.batches(self.config.train.batch_size, self.generator),
-                   total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}",
+    def train_epoch(self, max_steps: int | None = None) -> float:
+        """One pass over the training queries (or its first ``max_steps`` steps); mean loss."""
+        source = self.sampler if self.sampler is not None else self.loss
+        total = self.steps_per_epoch if max_steps is None else min(max_steps,
+                                                                   self.steps_per_epoch)
+        bar = tqdm(source.batches(self.config.train.batch_size, self.generator),
+                   total=total, desc=f"epoch {self.epoch + 1}",
                    disable=self.quiet, leave=False, unit="step")
         losses = []
         for step in bar:
             losses.append(self._step(step))
             if len(losses) % 10 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
+            if max_steps is not None and len(losses) >= max_steps:
+                break
         if self.scheduler is not None and not isinstance(
             self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
         ):
@@ -233,7 +275,7 @@ class Trainer:
             )
 
     def _log(self, record: dict[str, Any]) -> None:
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.dist.is_main:
             with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
@@ -241,7 +283,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until ``epochs``, early stop or time budget; restore the best weights."""
         cfg = self.config.train
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.config.dump(self.out_dir / "config.yaml")
         stop = False
@@ -254,8 +296,12 @@ class Trainer:
             record: dict[str, Any] = {"epoch": self.epoch, "loss": loss, "epoch_seconds": dt}
             last = self.epoch == cfg.epochs
             out_of_time = cfg.time_budget is not None and self.train_seconds >= cfg.time_budget
+            if cfg.time_budget is not None:  # clocks differ across ranks: rank 0 decides
+                out_of_time = self.dist.broadcast_object(out_of_time)
             if (cfg.eval_every and self.epoch % cfg.eval_every == 0) or last or out_of_time:
-                metrics = self.evaluate("valid").metrics()
+                # rank 0 evaluates; every rank takes the same decisions from its metrics
+                metrics = self.dist.broadcast_object(
+                    self.evaluate("valid").metrics() if self.dist.is_main else None)
                 record["valid"] = metrics
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     self.scheduler.step(metrics["mrr"])
@@ -280,7 +326,10 @@ class Trainer:
         return self.results()
 
     def results(self) -> dict[str, Any]:
-        """Valid and test metrics of the current weights, as written to ``results.json``."""
+        """Valid and test metrics of the current weights, as written to ``results.json``
+        (computed on rank 0 and broadcast under ``torchrun``)."""
+        if not self.dist.is_main:
+            return self.dist.broadcast_object(None)
         valid = self.evaluate("valid")
         test = self.evaluate("test")
         res: dict[str, Any] = {
@@ -307,7 +356,7 @@ class Trainer:
             res["certificate"] = certify(self.model, per_relation=64, jacobian_samples=4)
         if self.out_dir is not None:
             (self.out_dir / "results.json").write_text(json.dumps(res, indent=2) + "\n")
-        return res
+        return self.dist.broadcast_object(res)
 
 
 def per_pattern(result, patterns: dict[int, str]) -> dict[str, dict[str, float]]:

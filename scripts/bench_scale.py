@@ -1,0 +1,247 @@
+"""Neighbour-sampled training at ogbl-wikikg2 scale: memory and speed across graph sizes.
+
+A random knowledge graph with ogbl-wikikg2's size — 2,500,604 entities, 535 relations,
+16,109,182 training triples (32M message edges with inverses) — times ``--scale``, trained
+with ``train.sampler`` (R-GCN encoder, DistMult decoder, sampled softmax over shared
+negatives) for a fixed number of steps. Heads and tails are drawn with a skewed
+(``u^1.5``) distribution so that a few entities are hubs, like in real KGs.
+
+Each size runs in a fresh child process, so its peak RSS (``ru_maxrss``) is its own:
+interpreter + torch + graph + sampler CSC + model + optimiser + the steps. Columns:
+
+* ``setup MB`` — RSS after building graph, model, sampler (before any step);
+* ``peak MB`` — peak RSS of the child;
+* ``step MB`` — ``peak − setup``: optimiser state and gradients (``3 · N · d`` floats for
+  Adam on the dense entity table) plus one step's transient memory;
+* ``nodes / step``, ``edges / step`` — mean size of the sampled subgraph;
+* ``steps/s`` and ``sampling %`` — throughput after ``--warmup`` steps and the share of the
+  step time spent sampling subgraphs;
+* ``infer s``, ``infer MB`` — one layer-wise full-graph inference (all entities, node
+  batches; ``--no-inference`` skips it) and the peak RSS afterwards.
+
+Usage::
+
+    python scripts/bench_scale.py --scales 0.01 0.001 [--steps 30] [--dim 64]
+        [--fanout 10 10] [--batch-size 1024] [--negatives 256] [--device cpu] [--json OUT]
+
+``--scales 1`` is the full wikikg2 size (several GB of RSS: graph, CSC copy, the
+``2.5M × d`` entity table with its gradient and Adam state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import markdown_table, print_header  # noqa: E402
+
+RESULT_TAG = "BENCH_RESULT "
+WIKIKG2 = {"entities": 2_500_604, "relations": 535, "train": 16_109_182}
+
+
+def rss_mb() -> float:
+    """Current resident set size in MB (Linux ``/proc``; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class ScaledKG:
+    """Just what the trainer needs of a knowledge graph, without 2.5M entity-name strings."""
+
+    def __init__(self, scale: float, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.name = f"wikikg2-like x{scale:g}"
+        self.num_entities = max(100, round(WIKIKG2["entities"] * scale))
+        self.num_relations = WIKIKG2["relations"]
+        t = max(1000, round(WIKIKG2["train"] * scale))
+        n = self.num_entities
+        h = (n * torch.rand(t, generator=g).pow(1.5)).long().clamp_max(n - 1)
+        tail = (n * torch.rand(t, generator=g).pow(1.5)).long().clamp_max(n - 1)
+        r = torch.randint(self.num_relations, (t,), generator=g)
+        self.train = torch.stack([h, r, tail], 1)
+        self.valid = self.train[:0]
+        self.test = self.train[:0]
+
+    def message_graph(self):
+        from torch_geometric.data import Data
+
+        h, r, t = self.train.unbind(1)
+        return Data(edge_index=torch.stack([torch.cat([h, t]), torch.cat([t, h])]),
+                    edge_type=torch.cat([r, r + self.num_relations]),
+                    num_nodes=self.num_entities)
+
+
+def child(args) -> dict:
+    from gnn_inn.config import Config
+    from gnn_inn.model import build_model
+    from gnn_inn.training import Trainer
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    kg = ScaledKG(args.scale)
+    graph = kg.message_graph()
+    cfg = Config.from_dict({
+        "seed": 0,
+        "model": {"dim": args.dim, "encoder": {"name": "rgcn", "num_layers": len(args.fanout),
+                                               "conv": "typed", "num_bases": args.bases},
+                  "decoder": {"name": "distmult"}},
+        "train": {"loss": {"name": "1vsall"}, "batch_size": args.batch_size, "lr": 0.001,
+                  "device": args.device, "epochs": 1,
+                  "sampler": {"num_neighbors": args.fanout, "num_negatives": args.negatives,
+                              "inference_batch_size": args.inference_batch_size}},
+    })
+    torch.manual_seed(0)
+    model = build_model(num_entities=kg.num_entities, num_relations=kg.num_relations,
+                        dim=args.dim, encoder=cfg.model.encoder, decoder=cfg.model.decoder,
+                        graph=graph)
+    trainer = Trainer(model=model, kg=kg, config=cfg, quiet=True)
+    del graph
+    setup_s = time.perf_counter() - t0
+    setup = rss_mb()
+
+    objective = trainer.sampler
+    sizes: list[tuple[int, int]] = []
+    sample_s = [0.0]
+    subgraph = objective.subgraph
+
+    def timed_subgraph(*a, **kw):
+        s = time.perf_counter()
+        out = subgraph(*a, **kw)
+        sample_s[0] += time.perf_counter() - s
+        sizes.append(objective.last_subgraph)
+        return out
+
+    objective.subgraph = timed_subgraph
+    trainer.train_epoch(max_steps=args.warmup)
+    sizes.clear()
+    sample_s[0] = 0.0
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t1 = time.perf_counter()
+    trainer.train_epoch(max_steps=args.steps)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    train_s = time.perf_counter() - t1
+    steps = len(sizes)
+    out = {
+        "scale": args.scale, "entities": kg.num_entities, "relations": kg.num_relations,
+        "train_triples": int(kg.train.shape[0]), "edges": 2 * int(kg.train.shape[0]),
+        "params": model.num_parameters(), "setup_s": setup_s, "setup_mb": setup,
+        "peak_train_mb": peak_mb(), "steps": steps, "steps_per_s": steps / train_s,
+        "sampling_pct": 100 * sample_s[0] / train_s,
+        "nodes_per_step": sum(n for n, _ in sizes) / max(steps, 1),
+        "edges_per_step": sum(e for _, e in sizes) / max(steps, 1),
+    }
+    out["step_mb"] = out["peak_train_mb"] - setup
+    if args.device.startswith("cuda"):
+        out["gpu_peak_train_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    if args.inference:
+        model.eval()
+        t2 = time.perf_counter()
+        with torch.no_grad():
+            ent, _ = model.encoder.inference(model.graph, args.inference_batch_size)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        out["inference_s"] = time.perf_counter() - t2
+        out["inference_rows"] = int(ent.shape[0])
+        out["peak_mb"] = peak_mb()
+    else:
+        out["peak_mb"] = out["peak_train_mb"]
+    return out
+
+
+def run_child(scale: float, argv: list[str]) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--scale", str(scale),
+           *argv]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    stdout, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"child for scale {scale} failed (exit {proc.returncode})")
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_TAG)]
+    return json.loads(lines[-1][len(RESULT_TAG):])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--scales", type=float, nargs="+", default=[0.01, 0.001])
+    p.add_argument("--steps", type=int, default=30, help="timed steps per size")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--bases", type=int, default=8, help="R-GCN basis decomposition")
+    p.add_argument("--fanout", type=int, nargs="+", default=[10, 10])
+    p.add_argument("--batch-size", type=int, default=1024, help="training triples per step")
+    p.add_argument("--negatives", type=int, default=256)
+    p.add_argument("--inference-batch-size", type=int, default=16384)
+    p.add_argument("--no-inference", dest="inference", action="store_false")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--json", help="write the rows here")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--scale", type=float, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(RESULT_TAG + json.dumps(child(args)), flush=True)
+        return
+
+    print_header()
+    passthrough = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--dim",
+                   str(args.dim), "--bases", str(args.bases), "--fanout",
+                   *map(str, args.fanout), "--batch-size", str(args.batch_size),
+                   "--negatives", str(args.negatives), "--inference-batch-size",
+                   str(args.inference_batch_size), "--device", args.device,
+                   "--threads", str(args.threads)]
+    if not args.inference:
+        passthrough.append("--no-inference")
+    print(f"R-GCN (typed, {len(args.fanout)} layers, {args.bases} bases) d={args.dim} + "
+          f"DistMult, fan-out {args.fanout}, {args.batch_size} triples/step, "
+          f"{args.negatives} shared negatives, {args.steps} timed steps\n", flush=True)
+    rows = []
+    for scale in args.scales:
+        row = run_child(scale, passthrough)
+        rows.append(row)
+        print(f"scale {scale:g}: {json.dumps(row)}", flush=True)
+    cols = [("scale", "scale"), ("entities", "entities"), ("train triples", "train_triples"),
+            ("params", "params"), ("setup s", "setup_s"), ("setup MB", "setup_mb"),
+            ("peak MB", "peak_mb"), ("step MB", "step_mb"),
+            ("nodes / step", "nodes_per_step"), ("edges / step", "edges_per_step"),
+            ("steps", "steps"), ("steps/s", "steps_per_s"), ("sampling %", "sampling_pct")]
+    if args.inference:
+        cols.append(("infer s", "inference_s"))
+    if args.device.startswith("cuda"):
+        cols.append(("GPU peak MB (train)", "gpu_peak_train_mb"))
+    shown = []
+    for row in rows:  # integers for counts and MB, 3 decimals for rates and seconds
+        r = dict(row)
+        for k in ("setup_mb", "peak_mb", "step_mb", "nodes_per_step", "edges_per_step",
+                  "gpu_peak_train_mb"):
+            if k in r:
+                r[k] = f"{r[k]:,.0f}"
+        for k in ("entities", "train_triples", "params"):
+            r[k] = f"{r[k]:,}"
+        r["sampling_pct"] = f"{r['sampling_pct']:.0f}"
+        shown.append(r)
+    print()
+    print(markdown_table(shown, cols))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

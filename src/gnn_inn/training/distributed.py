@@ -1,0 +1,245 @@
+r"""Data-parallel training with ``torch.distributed`` (``torchrun``; gloo on CPU, nccl on GPU).
+
+Launch::
+
+    torchrun --standalone --nproc_per_node 2 -m gnn_inn.cli train --config FILE --out DIR
+
+:meth:`DistContext.from_env` reads ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` (set by
+``torchrun``) and joins the process group; without them it returns a one-process context and
+every helper below is a no-op, so the trainer runs the same code either way.
+
+Scheme (what the :class:`~gnn_inn.training.Trainer` does with a context of ``W`` ranks):
+
+* **Same step everywhere.** Every rank seeds the same generator, so every rank draws the
+  same permutation of the training queries and the same negatives; rank 0's parameters are
+  broadcast once at start.
+* **Split of each step's query batch** (a ``DistributedSampler`` per step, without padding):
+  each part of the global batch of ``B`` queries is cut into ``W`` contiguous slices of
+  ``⌊B/W⌋`` or ``⌈B/W⌉`` queries (:func:`shard_range`); rank ``k`` scores slice ``k``. The
+  global batch stays exactly the one-process batch.
+* **Loss scaling.** Rank ``k`` weighs its slice's mean loss by ``B_k / B`` (``B`` the global
+  number of queries), so the *sum* over ranks is the one-process loss and the summed
+  gradient its gradient.
+* **Gradient all-reduce** (:meth:`DistContext.all_reduce_gradients`): dense gradients are
+  flattened into buckets and summed with ``all_reduce(SUM)`` — no averaging, see the previous
+  point. A parameter that got no gradient on some rank (its slice was empty) contributes
+  zeros; one that got none on every rank keeps ``grad = None`` so the optimiser skips it as
+  in a one-process run. Gradient clipping and the optimiser step follow the all-reduce and
+  see identical gradients on every rank, so the parameters stay identical without further
+  communication. ``DistributedDataParallel`` is not used: the trainer never calls the
+  model's ``forward`` (it calls ``encode`` and the decoder), which is where DDP hooks in.
+* **Sparse embedding gradients.** The encoders here index their tables with
+  ``index_select`` and get dense ``[N, d]`` gradients. A sparse gradient (e.g. an
+  ``nn.Embedding(sparse=True)`` in a user encoder) is densified before the all-reduce —
+  correct, but it costs ``N · d`` floats of traffic per step. The scalable alternative for
+  huge tables is ``all_gather`` of each rank's ``(indices, values)`` followed by
+  ``coalesce()`` (traffic ``∝`` rows touched), not implemented here.
+* **Rank 0 writes.** Only rank 0 evaluates, logs, writes ``metrics.jsonl`` and checkpoints;
+  its validation metrics are broadcast so every rank takes the same early-stopping and
+  best-weights decisions. Other ranks log warnings only.
+
+With a full-batch encoder every rank still encodes the whole graph (only the decoder and the
+loss are split); with neighbour sampling (``train.sampler``) each rank samples and encodes
+the subgraph of its own slice, which is where the work divides.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+#: floats per all-reduce bucket (64 MiB of float32)
+BUCKET_NUMEL = 1 << 24
+
+
+def shard_range(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``[start, end)`` of rank ``rank``'s contiguous slice of ``n`` items.
+
+    Slices differ in size by at most one (the first ``n mod W`` ranks get one more), cover
+    ``range(n)`` exactly once and may be empty when ``n < W``.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def shard_query_batch(batch, rank: int, world_size: int):
+    """Rank ``rank``'s slice of a :class:`~gnn_inn.training.losses.QueryBatch`.
+
+    Per-query tensors (``anchor``, ``relation``, ``target``, ``other``) are sliced; the
+    multi-hot pairs of KvsAll (``rows [P]``, ``cols [P]``) keep the entries of the slice's
+    queries, with ``rows`` renumbered from 0.
+    """
+    if world_size == 1:
+        return batch
+    start, end = shard_range(batch.anchor.numel(), rank, world_size)
+    fields_ = dict(vars(batch))
+    for key in ("anchor", "relation", "target", "other"):
+        v = fields_.get(key)
+        if isinstance(v, Tensor):
+            fields_[key] = v[start:end]
+    if batch.rows is not None:
+        keep = (batch.rows >= start) & (batch.rows < end)
+        fields_["rows"] = batch.rows[keep] - start
+        fields_["cols"] = batch.cols[keep]
+    return type(batch)(**fields_)
+
+
+@dataclass
+class DistContext:
+    """Where this process stands in a ``torch.distributed`` job (rank 0 of 1 when alone).
+
+    Attributes:
+        rank, world_size, local_rank: as ``torchrun`` sets them.
+        backend: ``"gloo"`` / ``"nccl"``, ``None`` when not distributed.
+        owns_group: whether :meth:`from_env` created the process group (then :meth:`close`
+            destroys it).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+    owns_group: bool = False
+    _device: torch.device = field(default_factory=lambda: torch.device("cpu"), repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # ---------------------------------------------------------------- set-up
+    @classmethod
+    def from_env(cls, device: torch.device | str = "cpu") -> DistContext:
+        """Join the job described by the environment, or return a one-process context.
+
+        An already initialised default process group (e.g. from ``mp.spawn``) is used as is.
+        Otherwise, ``WORLD_SIZE > 1`` initialises one with ``init_method="env://"`` (``RANK``,
+        ``MASTER_ADDR``, ``MASTER_PORT`` from ``torchrun``), backend ``nccl`` when ``device``
+        is CUDA and ``gloo`` else. On ranks > 0 the package's log level is raised to WARNING.
+        """
+        device = torch.device(device)
+        if dist.is_available() and dist.is_initialized():
+            ctx = cls(rank=dist.get_rank(), world_size=dist.get_world_size(),
+                      local_rank=int(os.environ.get("LOCAL_RANK", dist.get_rank())),
+                      backend=str(dist.get_backend()), owns_group=False)
+        else:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            if world <= 1:
+                return cls(_device=device)
+            if not dist.is_available():
+                raise RuntimeError("WORLD_SIZE > 1 but this torch build has no "
+                                   "torch.distributed; run a single process")
+            for key in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+                if key not in os.environ:
+                    raise RuntimeError(f"WORLD_SIZE={world} but {key} is not set; launch with "
+                                       "torchrun --nproc_per_node N -m gnn_inn.cli train ...")
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            if backend == "nccl":
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group(backend=backend, init_method="env://")
+            ctx = cls(rank=dist.get_rank(), world_size=dist.get_world_size(),
+                      local_rank=int(os.environ.get("LOCAL_RANK", "0")), backend=backend,
+                      owns_group=True)
+        ctx._device = device
+        if ctx.world_size > 1 and ctx.rank > 0:
+            logging.getLogger("gnn_inn").setLevel(logging.WARNING)
+        log.info("distributed: rank %d of %d (%s)", ctx.rank, ctx.world_size, ctx.backend)
+        return ctx
+
+    def close(self) -> None:
+        """Destroy the process group if :meth:`from_env` created it."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+            self.owns_group = False
+
+    # -------------------------------------------------------------- helpers
+    def shard(self, n: int) -> tuple[int, int]:
+        """This rank's ``[start, end)`` of ``n`` items (:func:`shard_range`)."""
+        return shard_range(n, self.rank, self.world_size)
+
+    def _comm_device(self) -> torch.device:
+        return self._device if self.backend == "nccl" else torch.device("cpu")
+
+    def broadcast_module(self, module: nn.Module) -> None:
+        """Copy rank 0's parameters and buffers into every rank's ``module``."""
+        if not self.enabled:
+            return
+        with torch.no_grad():
+            for t in [*module.parameters(), *module.buffers()]:
+                buf = t.detach().to(self._comm_device())
+                dist.broadcast(buf, src=0)
+                if buf.data_ptr() != t.data_ptr():
+                    t.copy_(buf)
+
+    def broadcast_object(self, obj):
+        """Rank 0's ``obj`` on every rank (any picklable value)."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0, device=self._comm_device()
+                                   if self.backend == "nccl" else None)
+        return box[0]
+
+    def all_reduce_gradients(self, params, loss: Tensor | float | None = None) -> float | None:
+        """Sum every parameter's gradient over the ranks (see the module docstring).
+
+        Args:
+            params: the model's parameters (same order on every rank).
+            loss: this rank's share of the step loss (for logging); summed with the
+                gradients' bookkeeping at no extra collective.
+
+        Returns:
+            the global step loss (sum of the shares) when ``loss`` was given, else ``None``.
+        """
+        params = [p for p in params if p.requires_grad]
+        share = float(loss.detach()) if isinstance(loss, Tensor) else loss
+        if not self.enabled:
+            return share
+        dev = self._comm_device()
+        # one small collective: how many ranks hold each parameter's gradient, and the loss
+        flags = torch.tensor([float(p.grad is not None) for p in params]
+                             + [0.0 if share is None else share], dtype=torch.float64, device=dev)
+        dist.all_reduce(flags, op=dist.ReduceOp.SUM)
+        total_loss = float(flags[-1])
+        present = [p for p, f in zip(params, flags[:-1].tolist()) if f > 0]
+        bucket: list[Tensor] = []
+        numel = 0
+        for p in present:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            elif p.grad.is_sparse:
+                p.grad = p.grad.to_dense()
+            bucket.append(p)
+            numel += p.numel()
+            if numel >= BUCKET_NUMEL:
+                self._reduce_bucket(bucket, dev)
+                bucket, numel = [], 0
+        if bucket:
+            self._reduce_bucket(bucket, dev)
+        return total_loss if share is not None else None
+
+    @staticmethod
+    def _reduce_bucket(bucket: list[Tensor], dev: torch.device) -> None:
+        flat = torch.cat([p.grad.reshape(-1) for p in bucket]).to(dev)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        offset = 0
+        for p in bucket:
+            n = p.numel()
+            p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+            offset += n
+
+
+__all__ = ["DistContext", "shard_query_batch", "shard_range"]
