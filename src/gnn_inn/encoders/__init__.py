@@ -14,11 +14,14 @@ from .base import Encoder, edge_dropout
 from .compgcn import CompGCNConv, CompGCNEncoder, ccorr, compose
 from .lookup import LookupEncoder
 from .rgcn import RGCNEncoder, TypedRGCNConv
+from .variational import VariationalEncoder, VariationalLookupEncoder
 
 ENCODERS: dict[str, type[Encoder]] = {
     "none": LookupEncoder,
     "rgcn": RGCNEncoder,
     "compgcn": CompGCNEncoder,
+    "variational": VariationalLookupEncoder,
+    "variational_gnn": VariationalEncoder,
 }
 
 
@@ -47,5 +50,6 @@ def build_encoder(name: str, *, num_entities: int, num_relations: int, dim: int,
 
 __all__ = [
     "ENCODERS", "CompGCNConv", "CompGCNEncoder", "Encoder", "LookupEncoder", "RGCNEncoder",
-    "TypedRGCNConv", "build_encoder", "ccorr", "compose", "edge_dropout",
+    "TypedRGCNConv", "VariationalEncoder", "VariationalLookupEncoder", "build_encoder", "ccorr",
+    "compose", "edge_dropout",
 ]

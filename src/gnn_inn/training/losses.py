@@ -295,3 +295,10 @@ class FlowNLLLoss(OneVsAllLoss):
 
 
 LOSSES["flow_nll"] = FlowNLLLoss
+
+
+# variational embeddings (LIM / LFM): the estimator and its loss live in gnn_inn.variational,
+# which imports nothing of this package
+from ..variational import ELBOLoss  # noqa: E402
+
+LOSSES["elbo"] = ELBOLoss
