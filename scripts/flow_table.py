@@ -22,14 +22,26 @@ FAMILIES = ["translation", "affine", "rotation", "orthogonal", "lu", "additive_c
 BASELINES = ["rotate", "transe"]
 
 
+def flow_decoder(args, family: str) -> dict:
+    dec = {"name": "flow", "flow": family, "conditioning": args.conditioning, "p": 2.0}
+    if args.conditioning == "context":
+        dec["context_dim"] = args.context_dim
+    if args.entity_bias:
+        dec["entity_bias"] = True
+    if args.relation_scale:
+        dec["relation_scale"] = True
+    return dec
+
+
 def base_config(args, decoder: dict) -> dict:
     return {
         "seed": args.seed,
         "dataset": {"name": args.dataset},
         "model": {"dim": args.dim, "encoder": {"name": "none"}, "decoder": decoder},
         "train": {"loss": {"name": "1vsall"}, "epochs": args.epochs,
-                  "batch_size": args.batch_size, "lr": args.lr, "eval_every": 10,
-                  "patience": 5, "grad_clip": 5.0, "device": args.device},
+                  "batch_size": args.batch_size, "lr": args.lr,
+                  "eval_every": args.eval_every, "patience": args.patience, "grad_clip": 5.0,
+                  "device": args.device},
         "eval": {"batch_size": 256, "tie_policy": "realistic"},
     }
 
@@ -46,14 +58,19 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--conditioning", choices=["table", "context"], default="table")
+    p.add_argument("--context-dim", type=int, default=64, help="relation context size (context)")
+    p.add_argument("--entity-bias", action="store_true", help="per-entity score bias")
+    p.add_argument("--relation-scale", action="store_true", help="per-relation distance scale")
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--patience", type=int, default=5)
     p.add_argument("--out", default="runs/flow_table")
     args = p.parse_args()
     info = print_header()
     rows = []
     runs = [("flow", f) for f in args.families] + [(b, None) for b in args.baselines]
     for name, family in runs:
-        dec = ({"name": "flow", "flow": family, "conditioning": "table", "p": 2.0}
-               if family else {"name": name})
+        dec = flow_decoder(args, family) if family else {"name": name}
         label = f"flow/{family}" if family else name
         res = run_dict(base_config(args, dec), out=Path(args.out) / args.dataset /
                        label.replace("/", "_"), data_dir=args.data_dir)
@@ -67,8 +84,12 @@ def main() -> None:
             ("params", "params"), ("s / epoch", "epoch_s"), ("epochs (best)", "epochs")]
     for r in rows:
         r["epochs"] = f"{r['epochs']} ({r['best_epoch']})"
-    print(f"\n{args.dataset}, dim {args.dim}, 1vsAll CE, lr {args.lr}, batch {args.batch_size}, "
-          f"≤ {args.epochs} epochs, early stop on valid MRR (patience 5 × 10 epochs)\n")
+    extras = [f"{args.conditioning} conditioning"] + [
+        k for k, on in (("entity bias", args.entity_bias), ("relation scale", args.relation_scale))
+        if on]
+    print(f"\n{args.dataset}, dim {args.dim}, flows: {', '.join(extras)}; 1vsAll CE, lr {args.lr}, "
+          f"batch {args.batch_size}, ≤ {args.epochs} epochs, early stop on valid MRR (patience "
+          f"{args.patience} × {args.eval_every} epochs)\n")
     print(markdown_table(rows, cols))
     out = Path(args.out) / f"{args.dataset}.json"
     out.write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=2))

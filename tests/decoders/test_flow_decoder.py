@@ -122,3 +122,49 @@ def test_auto_patterns_from_training_triples():
                        torch.stack([a, torch.full_like(a, 2), (a * 7) % 20], 1)])
     dec = build_decoder("flow", num_relations=3, dim=4, patterns="auto", train_triples=train)
     assert dec.pattern_table() == ["involution", "free", "free"]
+
+
+def test_entity_bias_adds_per_candidate_prior():
+    dec, ent, h, r, t = _setup("rotation", entity_bias=True, num_entities=N)
+    with torch.no_grad():
+        dec.entity_bias.copy_(torch.linspace(-1, 1, N, dtype=torch.float64))
+    tails = dec.score_tails(ent, None, h, r)
+    heads = dec.score_heads(ent, None, r, t)
+    for e in range(N):
+        fwd = dec.transform(ent[h], r)[0]
+        ref = -torch.linalg.vector_norm(fwd - ent[e], dim=-1) + dec.entity_bias[e]
+        torch.testing.assert_close(tails[:, e], ref)
+        inv = dec.transform(ent[t], r, inverse=True)[0]
+        ref = -torch.linalg.vector_norm(inv - ent[e], dim=-1) + dec.entity_bias[e]
+        torch.testing.assert_close(heads[:, e], ref)
+    cand = torch.randint(N, (B, 4), generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(dec.score_candidates(ent, None, h, r, t, cand, "tail"),
+                               tails.gather(1, cand))
+    torch.testing.assert_close(dec.score_candidates(ent, None, h, r, t, cand, "head"),
+                               heads.gather(1, cand))
+    with pytest.raises(ValueError, match="num_entities"):
+        build_decoder("flow", num_relations=R, dim=D, entity_bias=True)
+
+
+@pytest.mark.parametrize("conditioning", ["table", "context"])
+def test_relation_scale_multiplies_each_relations_distances(conditioning):
+    dec, ent, h, r, t = _setup("affine_coupling", conditioning, relation_scale=True,
+                               entity_bias=True, num_entities=N, margin=0.5)
+    with torch.no_grad():
+        dec.log_scale.copy_(torch.tensor([-1.0, 0.0, 0.7, 10.0], dtype=torch.float64))
+        dec.entity_bias.normal_(generator=torch.Generator().manual_seed(2))
+    tau = torch.tanh(dec.log_scale / 3.0) * 3.0  # soft clamp at |log τ| ≤ 3
+    tails = dec.score_tails(ent, None, h, r)
+    heads = dec.score_heads(ent, None, r, t)
+    fwd = dec.transform(ent[h], r)[0]
+    inv = dec.transform(ent[t], r, inverse=True)[0]
+    for e in range(N):
+        for got, q in ((tails, fwd), (heads, inv)):
+            ref = 0.5 - tau[r].exp() * torch.linalg.vector_norm(q - ent[e], dim=-1)
+            torch.testing.assert_close(got[:, e], ref + dec.entity_bias[e])
+    cand = torch.randint(N, (B, 3), generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(dec.score_candidates(ent, None, h, r, t, cand, "tail"),
+                               tails.gather(1, cand))
+    torch.testing.assert_close(dec.score_candidates(ent, None, h, r, t, cand, "head"),
+                               heads.gather(1, cand))
+    assert torch.isfinite(tails).all() and tau.abs().max() <= 3.0

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..flows import build_flow, make_involution
+from ..flows import build_flow, make_involution, soft_clamp
 from .base import Decoder, neg_distance_all, neg_distance_pairs
 from .patterns import RelationPattern, parse_patterns
 
@@ -60,6 +60,16 @@ class FlowDecoder(Decoder):
         symmetric_score: in training, score candidates by the mean of the forward distance
             ``‖f_r(e_h) − e_t‖`` and the backward distance ``‖e_h − f_r⁻¹(e_t)‖``.
         relation_source: ``"own"`` or ``"encoder"`` (context mode only).
+        entity_bias: add a learned per-entity bias ``b_e`` to every score,
+            ``s = γ − ‖f_r(e_h) − e_t‖ + b_t`` for tail queries and ``… + b_h`` for head queries
+            (ConvE's output bias): an entity-popularity prior the distance cannot express.
+            Needs ``num_entities``.
+        num_entities: ``N`` (only used by ``entity_bias``).
+        relation_scale: multiply each relation's distances by a learned ``τ_r > 0`` (stored as
+            ``log τ_r``, soft-clamped to ``|log τ_r| ≤ 3``, starting at 1):
+            ``s = γ − τ_r ‖f_r(e_h) − e_t‖ (+ b_t)``. A softmax / sigmoid over the scores is then
+            as sharp as the relation needs (one answer) or as flat (many answers), which one
+            shared embedding geometry cannot give every relation at once.
     """
 
     def __init__(
@@ -67,7 +77,8 @@ class FlowDecoder(Decoder):
         conditioning: str = "table", context_dim: int = 32, p: float = 2.0, margin: float = 0.0,
         patterns: Any = "free", involution: str = "sign", symmetric_score: bool = False,
         relation_source: str = "own", train_triples: Tensor | None = None,
-        relation_names: list[str] | None = None,
+        relation_names: list[str] | None = None, entity_bias: bool = False,
+        num_entities: int | None = None, relation_scale: bool = False,
     ) -> None:
         if conditioning not in ("table", "context"):
             raise ValueError(f"conditioning must be 'table' or 'context', got {conditioning!r}")
@@ -81,6 +92,12 @@ class FlowDecoder(Decoder):
         self.p = float(p)
         self.margin = float(margin)
         self.symmetric_score = bool(symmetric_score)
+        if entity_bias and num_entities is None:
+            raise ValueError("FlowDecoder: entity_bias=True needs num_entities")
+        self.entity_bias = (torch.nn.Parameter(torch.zeros(int(num_entities))) if entity_bias
+                            else None)
+        self.log_scale = (torch.nn.Parameter(torch.zeros(num_relations)) if relation_scale
+                          else None)
         if isinstance(patterns, list) and patterns and isinstance(patterns[0], RelationPattern):
             pats = patterns
         else:
@@ -107,6 +124,9 @@ class FlowDecoder(Decoder):
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
+        for name in ("entity_bias", "log_scale"):
+            if getattr(self, name, None) is not None:
+                torch.nn.init.zeros_(getattr(self, name))
         for m in (self.flow, self.involution):
             if m is not None and hasattr(m, "reset_parameters"):
                 m.reset_parameters()
@@ -149,24 +169,53 @@ class FlowDecoder(Decoder):
     def head_query(self, ent, rel, r, t):
         return self.transform(ent[t], r, rel, inverse=True)[0]
 
+    def _finish(self, neg_dist: Tensor, r: Tensor, cand_idx: Tensor | None) -> Tensor:
+        """``γ − τ_r · dist (+ b_cand)`` from ``neg_dist = −dist [B, K]`` (``K = N`` when
+        ``cand_idx`` is ``None``)."""
+        if self.log_scale is not None:
+            neg_dist = neg_dist * soft_clamp(self.log_scale[r], 3.0).exp().unsqueeze(1)
+        s = neg_dist + self.margin
+        if self.entity_bias is not None:
+            s = s + (self.entity_bias.unsqueeze(0) if cand_idx is None
+                     else self.entity_bias[cand_idx])
+        return s
+
     def similarity_all(self, q, ent):
-        return neg_distance_all(q, ent, self.p) + self.margin
+        if self.log_scale is not None:
+            raise RuntimeError("relation_scale needs the relation: use score_tails/score_heads")
+        return self._finish(neg_distance_all(q, ent, self.p), None, None)
 
     def similarity_pairs(self, q, cand, cand_idx):
-        return neg_distance_pairs(q, cand, self.p) + self.margin
+        if self.log_scale is not None:
+            raise RuntimeError("relation_scale needs the relation: use score_candidates")
+        return self._finish(neg_distance_pairs(q, cand, self.p), None, cand_idx)
+
+    def score_tails(self, ent, rel, h, r):
+        q = self.tail_query(ent, rel, h, r)
+        return self._finish(neg_distance_all(q, ent, self.p), r, None)
+
+    def score_heads(self, ent, rel, r, t):
+        q = self.head_query(ent, rel, r, t)
+        return self._finish(neg_distance_all(q, ent, self.p), r, None)
 
     def score_candidates(self, ent, rel, h, r, t, candidates, mode="tail"):
-        s = super().score_candidates(ent, rel, h, r, t, candidates, mode)
-        if not (self.symmetric_score and self.training):
-            return s
-        # backward direction: map every candidate through the opposite map, compare to anchor
-        b, k = candidates.shape
-        rr = r.unsqueeze(1).expand(b, k).reshape(-1)
-        c = ent[candidates].reshape(b * k, -1)
-        mapped, _ = self.transform(c, rr, rel, inverse=(mode == "tail"))
-        anchor = ent[h] if mode == "tail" else ent[t]
-        back = neg_distance_pairs(anchor, mapped.view(b, k, -1), self.p) + self.margin
-        return 0.5 * (s + back)
+        if mode == "tail":
+            q = self.tail_query(ent, rel, h, r)
+        elif mode == "head":
+            q = self.head_query(ent, rel, r, t)
+        else:
+            raise ValueError(f"mode must be 'tail' or 'head', got {mode!r}")
+        fwd = neg_distance_pairs(q, ent[candidates], self.p)
+        if self.symmetric_score and self.training:
+            # backward direction: map every candidate through the opposite map, compare to
+            # the anchor, and average the two distances
+            b, k = candidates.shape
+            rr = r.unsqueeze(1).expand(b, k).reshape(-1)
+            c = ent[candidates].reshape(b * k, -1)
+            mapped, _ = self.transform(c, rr, rel, inverse=(mode == "tail"))
+            anchor = ent[h] if mode == "tail" else ent[t]
+            fwd = 0.5 * (fwd + neg_distance_pairs(anchor, mapped.view(b, k, -1), self.p))
+        return self._finish(fwd, r, candidates)
 
     def pattern_table(self) -> list[str]:
         """One pattern string per relation (``free``, ``involution``, ``tied-inverse:<r1>``)."""
