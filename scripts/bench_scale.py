@@ -13,6 +13,11 @@ interpreter + torch + graph + sampler CSC + model + optimiser + the steps. Colum
 * ``peak MB`` — peak RSS of the child;
 * ``step MB`` — ``peak − setup``: optimiser state and gradients (``3 · N · d`` floats for
   Adam on the dense entity table) plus one step's transient memory;
+* ``state MB`` — RSS after the warm-up steps minus ``setup MB``: the optimiser state and
+  gradient buffers, which grow with the entity table;
+* ``step transient MB`` — the peak during the timed steps above the RSS after warm-up (the
+  kernel's peak mark is reset after warm-up): one step's own working memory, which should not
+  depend on the graph's size;
 * ``nodes / step``, ``edges / step`` — mean size of the sampled subgraph;
 * ``steps/s`` and ``sampling %`` — throughput after ``--warmup`` steps and the share of the
   step time spent sampling subgraphs;
@@ -59,6 +64,28 @@ def rss_mb() -> float:
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (``VmHWM``) of this process (Linux ≥ 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def hwm_mb() -> float | None:
+    """Peak RSS since the last :func:`reset_peak_rss` (``VmHWM``), in MB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 class ScaledKG:
@@ -129,6 +156,10 @@ def child(args) -> dict:
 
     objective.subgraph = timed_subgraph
     trainer.train_epoch(max_steps=args.warmup)
+    # after the warm-up steps the optimiser state exists: what grows from here is one step's
+    # transient working memory (subgraph, activations, gradients of the step)
+    warm = rss_mb()
+    can_reset = reset_peak_rss()
     sizes.clear()
     sample_s[0] = 0.0
     if args.device.startswith("cuda"):
@@ -150,6 +181,10 @@ def child(args) -> dict:
         "edges_per_step": sum(e for _, e in sizes) / max(steps, 1),
     }
     out["step_mb"] = out["peak_train_mb"] - setup
+    out["state_mb"] = warm - setup
+    hwm = hwm_mb() if can_reset else None
+    if hwm is not None:
+        out["step_transient_mb"] = hwm - warm
     if args.device.startswith("cuda"):
         out["gpu_peak_train_mb"] = torch.cuda.max_memory_allocated() / 2**20
     if args.inference:
@@ -219,7 +254,8 @@ def main() -> None:
         print(f"scale {scale:g}: {json.dumps(row)}", flush=True)
     cols = [("scale", "scale"), ("entities", "entities"), ("train triples", "train_triples"),
             ("params", "params"), ("setup s", "setup_s"), ("setup MB", "setup_mb"),
-            ("peak MB", "peak_mb"), ("step MB", "step_mb"),
+            ("peak MB", "peak_mb"), ("step MB", "step_mb"), ("state MB", "state_mb"),
+            ("step transient MB", "step_transient_mb"),
             ("nodes / step", "nodes_per_step"), ("edges / step", "edges_per_step"),
             ("steps", "steps"), ("steps/s", "steps_per_s"), ("sampling %", "sampling_pct")]
     if args.inference:
@@ -229,7 +265,8 @@ def main() -> None:
     shown = []
     for row in rows:  # integers for counts and MB, 3 decimals for rates and seconds
         r = dict(row)
-        for k in ("setup_mb", "peak_mb", "step_mb", "nodes_per_step", "edges_per_step",
+        for k in ("setup_mb", "peak_mb", "step_mb", "state_mb", "step_transient_mb",
+                  "nodes_per_step", "edges_per_step",
                   "gpu_peak_train_mb"):
             if k in r:
                 r[k] = f"{r[k]:,.0f}"

@@ -40,12 +40,49 @@ class TypedRGCNConv(RGCNConv):
         x_src, x_dst = x if isinstance(x, tuple) else (x, x)
         if not torch.is_floating_point(x_src):
             raise ValueError("TypedRGCNConv needs float node features [N, d_in]")
-        n, num_types = x_dst.size(0), self.num_relations
+        n = x_dst.size(0)
         src, dst = edge_index
         uniq, pair = torch.unique(edge_type * n + dst, return_inverse=True)  # sorted by type
         pair_type, pair_dst = uniq // n, uniq % n
         reduce = "mean" if self.aggr == "mean" else "sum"
         agg = scatter(x_src.index_select(0, src), pair, 0, dim_size=uniq.numel(), reduce=reduce)
+        if self.num_bases is not None and self._basis_first(agg.size(0), n):
+            out = self._basis_messages(agg, pair_type, pair_dst, n)
+        else:
+            out = self._typed_messages(agg, pair_type, pair_dst, n)
+        if self.root is not None:
+            out = out + x_dst @ self.root
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def _basis_first(self, num_pairs: int, n: int) -> bool:
+        """Whether combining the pair aggregates per basis first is cheaper (multiply-adds)
+        than materialising the ``2R`` per-type weights and multiplying per pair."""
+        b, d_in, d_out = self.num_bases, self.in_channels_l, self.out_channels
+        basis_first = b * num_pairs * d_in + n * b * d_in * d_out
+        per_type = num_pairs * d_in * d_out + self.num_relations * b * d_in * d_out
+        return basis_first < per_type
+
+    def _basis_messages(self, agg: Tensor, pair_type: Tensor, pair_dst: Tensor,
+                        n: int) -> Tensor:
+        r"""Basis decomposition evaluated basis-first:
+        :math:`\sum_r \mathbf{W}_r \mathbf{a}_{i,r} = \sum_b \mathbf{V}_b^\top
+        \mathbf{c}_{i,b}` with :math:`\mathbf{c}_{i,b} = \sum_r a_{rb} \mathbf{a}_{i,r}`
+        (``[N, B, d_in]``), then one ``[N, B·d_in] × [B·d_in, d_out]`` product. Costs
+        ``B·P·d_in + N·B·d_in·d_out`` instead of ``P·d_in·d_out + 2R·B·d_in·d_out``; on UMLS
+        (``P ≈ 10k``, ``N = 135``, ``d = 500``, ``B = 14``) about 5× fewer multiply-adds."""
+        nb, d_in = self.num_bases, agg.size(1)
+        coef = self.comp.index_select(0, pair_type)  # [P, B]
+        comb = torch.stack([scatter(agg * coef[:, b : b + 1], pair_dst, 0, dim_size=n,
+                                    reduce="sum") for b in range(nb)], dim=1)
+        return comb.reshape(n, nb * d_in) @ self.weight.reshape(nb * d_in, self.out_channels)
+
+    def _typed_messages(self, agg: Tensor, pair_type: Tensor, pair_dst: Tensor,
+                        n: int) -> Tensor:
+        """Per-type weights ``W_r`` (materialised from the bases or blocks) times each type's
+        contiguous block of pair aggregates, summed into the targets: ``[N, d_out]``."""
+        num_types = self.num_relations
         sizes = torch.bincount(pair_type, minlength=num_types).tolist()
         weight = self.weight
         if self.num_bases is not None:
@@ -63,13 +100,9 @@ class TypedRGCNConv(RGCNConv):
                 parts.append(a.reshape(-1, self.out_channels))
             else:
                 parts.append(a @ w)
-        out = x_dst.new_zeros(n, self.out_channels)
+        out = agg.new_zeros(n, self.out_channels)
         if parts:
             out = out + scatter(torch.cat(parts), pair_dst, 0, dim_size=n, reduce="sum")
-        if self.root is not None:
-            out = out + x_dst @ self.root
-        if self.bias is not None:
-            out = out + self.bias
         return out
 
 
