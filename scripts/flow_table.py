@@ -30,6 +30,8 @@ def flow_decoder(args, family: str) -> dict:
         dec["entity_bias"] = True
     if args.relation_scale:
         dec["relation_scale"] = True
+    if args.margin:
+        dec["margin"] = args.margin
     return dec
 
 
@@ -38,7 +40,7 @@ def base_config(args, decoder: dict) -> dict:
         "seed": args.seed,
         "dataset": {"name": args.dataset},
         "model": {"dim": args.dim, "encoder": {"name": "none"}, "decoder": decoder},
-        "train": {"loss": {"name": "1vsall"}, "epochs": args.epochs,
+        "train": {"loss": json.loads(args.loss), "epochs": args.epochs,
                   "batch_size": args.batch_size, "lr": args.lr,
                   "eval_every": args.eval_every, "patience": args.patience, "grad_clip": 5.0,
                   "device": args.device},
@@ -63,6 +65,9 @@ def main() -> None:
     p.add_argument("--entity-bias", action="store_true", help="per-entity score bias")
     p.add_argument("--relation-scale", action="store_true", help="per-relation distance scale")
     p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--loss", default='{"name": "1vsall"}', help="training objective as JSON")
+    p.add_argument("--margin", type=float, default=0.0,
+                   help="γ added to the scores of flows, RotatE and TransE (sigmoid losses)")
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--out", default="runs/flow_table")
     args = p.parse_args()
@@ -71,6 +76,8 @@ def main() -> None:
     runs = [("flow", f) for f in args.families] + [(b, None) for b in args.baselines]
     for name, family in runs:
         dec = flow_decoder(args, family) if family else {"name": name}
+        if not family and args.margin and name in ("rotate", "transe"):
+            dec["margin"] = args.margin
         label = f"flow/{family}" if family else name
         res = run_dict(base_config(args, dec), out=Path(args.out) / args.dataset /
                        label.replace("/", "_"), data_dir=args.data_dir)
