@@ -12,7 +12,8 @@ interpreter + torch + graph + sampler CSC + model + optimiser + the steps. Colum
 * ``setup MB`` — RSS after building graph, model, sampler (before any step);
 * ``peak MB`` — peak RSS of the child;
 * ``step MB`` — ``peak − setup``: optimiser state and gradients (``3 · N · d`` floats for
-  Adam on the dense entity table) plus one step's transient memory;
+  Adam on the dense entity table, ``2 · N · d`` for SparseAdam's moments with
+  ``--sparse-embeddings``) plus one step's transient memory;
 * ``state MB`` — RSS after the warm-up steps minus ``setup MB``: the optimiser state and
   gradient buffers, which grow with the entity table;
 * ``step transient MB`` — the peak during the timed steps above the RSS after warm-up (the
@@ -28,9 +29,15 @@ Usage::
 
     python scripts/bench_scale.py --scales 0.01 0.001 [--steps 30] [--dim 64]
         [--fanout 10 10] [--batch-size 1024] [--negatives 256] [--device cpu] [--json OUT]
+        [--sparse-embeddings | --dense-embeddings]
 
 ``--scales 1`` is the full wikikg2 size (several GB of RSS: graph, CSC copy, the
-``2.5M × d`` entity table with its gradient and Adam state).
+``2.5M × d`` entity table with its Adam state).
+
+``--sparse-embeddings`` (the default here) sets ``train.sparse_embeddings``: the entity
+table's gradient holds only the step's subgraph rows and ``SparseAdam`` updates only those,
+so a step's transient memory does not grow with ``N``; ``--dense-embeddings`` compares with
+the dense ``[N, d]`` gradient and Adam.
 """
 
 from __future__ import annotations
@@ -130,6 +137,7 @@ def child(args) -> dict:
                   "decoder": {"name": "distmult"}},
         "train": {"loss": {"name": "1vsall"}, "batch_size": args.batch_size, "lr": 0.001,
                   "device": args.device, "epochs": 1,
+                  "sparse_embeddings": args.sparse_embeddings,
                   "sampler": {"num_neighbors": args.fanout, "num_negatives": args.negatives,
                               "inference_batch_size": args.inference_batch_size}},
     })
@@ -226,6 +234,11 @@ def main() -> None:
     p.add_argument("--inference-batch-size", type=int, default=16384)
     p.add_argument("--no-inference", dest="inference", action="store_false")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--sparse-embeddings", dest="sparse_embeddings", action="store_true",
+                   default=True, help="train.sparse_embeddings: true (sparse entity-table "
+                   "gradients + SparseAdam; the default here)")
+    p.add_argument("--dense-embeddings", dest="sparse_embeddings", action="store_false",
+                   help="dense entity-table gradients + Adam, for comparison")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -244,9 +257,13 @@ def main() -> None:
                    "--threads", str(args.threads)]
     if not args.inference:
         passthrough.append("--no-inference")
+    passthrough.append("--sparse-embeddings" if args.sparse_embeddings
+                       else "--dense-embeddings")
     print(f"R-GCN (typed, {len(args.fanout)} layers, {args.bases} bases) d={args.dim} + "
           f"DistMult, fan-out {args.fanout}, {args.batch_size} triples/step, "
-          f"{args.negatives} shared negatives, {args.steps} timed steps\n", flush=True)
+          f"{args.negatives} shared negatives, {args.steps} timed steps, "
+          f"{'sparse' if args.sparse_embeddings else 'dense'} entity-table gradients\n",
+          flush=True)
     rows = []
     for scale in args.scales:
         row = run_child(scale, passthrough)

@@ -73,6 +73,12 @@ class TrainConfig:
     #: ``{num_neighbors: [10, 10], num_negatives: 256}`` (keys: see
     #: :class:`gnn_inn.training.sampling.SamplerSpec`)
     sampler: dict[str, Any] | None = None
+    #: sparse gradients for the encoder's entity table (R-GCN / CompGCN ``entity``, lookup
+    #: ``weight``): a step touches and updates only the rows it used, so its memory does not
+    #: grow with the number of entities. The table is trained by ``torch.optim.SparseAdam``
+    #: (``lr``, no weight decay: ``weight_decay`` must be 0), everything else by
+    #: ``optimizer``; the scheduler drives both. Not supported under ``torchrun``.
+    sparse_embeddings: bool = False
 
 
 @dataclass

@@ -202,3 +202,22 @@ def test_sampled_compgcn_trains_and_evaluates_layer_wise(kg):
     res = tr.fit()
     assert calls and set(calls) == {40}  # evaluation went through layer-wise inference
     assert res["test"]["mrr"] > 0
+
+
+@needs_backend
+@pytest.mark.parametrize("in_batch", [True, False])
+def test_shared_candidates_include_the_batch_entities(in_batch):
+    cfg = _config("synthetic", None, epochs=1)
+    cfg.train.sampler["batch_negatives"] = in_batch
+    tr = trainer_from_config(cfg, quiet=True)
+    g = torch.Generator().manual_seed(0)
+    for step in tr.sampler.batches(32, g):
+        ents = set(step.triples[:, 0].tolist()) | set(step.triples[:, 2].tolist())
+        cand = set(step.negatives.tolist())
+        if in_batch:
+            assert ents <= cand and step.negatives.unique().numel() == step.negatives.numel()
+            assert len(cand) <= 64 + len(ents)
+        else:
+            assert step.negatives.numel() == 64
+    with pytest.raises(ConfigError, match="batch_negatives"):
+        sampling.SamplerSpec.from_dict({"batch_negatives": "yes"}, num_layers=2)

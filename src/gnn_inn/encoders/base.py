@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
@@ -31,6 +32,11 @@ class Encoder(nn.Module):
     :meth:`forward` over a full graph use it (the trainer does so when sampling is
     configured).
 
+    **Sparse gradients** (``train.sparse_embeddings``): an encoder lists its entity tables in
+    ``sparse_tables`` and reads them only through :meth:`_input_rows`; with ``sparse_grad``
+    set, their gradients are sparse (the rows of the step only) and the trainer updates them
+    with ``torch.optim.SparseAdam``.
+
     Attributes:
         num_entities: ``N``.
         dim: size ``d`` of the returned entity embeddings.
@@ -41,6 +47,11 @@ class Encoder(nn.Module):
     provides_relations: bool = False
     #: when set, eval-mode ``forward`` over a full graph runs ``inference(graph, this)``
     inference_batch_size: int | None = None
+    #: names of the ``[N, ·]`` parameters read only through :meth:`_input_rows`, which can
+    #: get sparse gradients (``train.sparse_embeddings``)
+    sparse_tables: tuple[str, ...] = ()
+    #: when set (by the trainer), :meth:`_input_rows` gives those tables sparse gradients
+    sparse_grad: bool = False
 
     def __init__(self, *, num_entities: int, dim: int, rel_dim: int | None = None) -> None:
         super().__init__()
@@ -84,10 +95,23 @@ class Encoder(nn.Module):
             )
         return graph.edge_index, graph.edge_type
 
-    def _input_rows(self, table: Tensor, graph: Data) -> Tensor:
-        """``table [N, ·]`` itself, or its rows ``table[n_id]`` ``[n, ·]`` for a subgraph."""
+    def _input_rows(self, table: Tensor, graph: Data | None) -> Tensor:
+        """``table [N, ·]`` itself, or its rows ``table[n_id]`` ``[n, ·]`` for a subgraph.
+
+        With :attr:`sparse_grad` set (and autograd recording) the rows are looked up with
+        ``F.embedding(..., sparse=True)`` (indices ``n_id``, or ``arange(N)`` for a full
+        graph), so ``table.grad`` is a sparse ``[N, ·]`` tensor holding only the rows used.
+        """
         n_id = node_ids(graph)
+        if self.sparse_grad and table.requires_grad and torch.is_grad_enabled():
+            idx = (torch.arange(table.shape[0], device=table.device) if n_id is None
+                   else n_id.to(table.device))
+            return F.embedding(idx, table, sparse=True)
         return table if n_id is None else table.index_select(0, n_id.to(table.device))
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """The tables named in :attr:`sparse_tables` (read through :meth:`_input_rows`)."""
+        return [getattr(self, name) for name in self.sparse_tables]
 
     def _use_inference(self, graph: Data) -> bool:
         """Whether :meth:`forward` should hand ``graph`` to ``inference`` (see class doc)."""

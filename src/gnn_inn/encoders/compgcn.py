@@ -313,6 +313,7 @@ class CompGCNEncoder(Encoder):
     """
 
     provides_relations = True
+    sparse_tables = ("entity",)
     #: neighbour samplers attach full-graph degrees (``node_degree``) for the edge norms
     uses_node_degree = True
 

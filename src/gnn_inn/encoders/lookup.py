@@ -21,6 +21,8 @@ class LookupEncoder(Encoder):
         dropout: dropout on the embeddings in training mode.
     """
 
+    sparse_tables = ("weight",)
+
     def __init__(self, *, num_entities: int, dim: int, num_relations: int | None = None,
                  init: str = "xavier", init_std: float = 0.1, dropout: float = 0.0) -> None:
         super().__init__(num_entities=num_entities, dim=dim)
@@ -41,7 +43,7 @@ class LookupEncoder(Encoder):
             nn.init.uniform_(self.weight, -self.init_std, self.init_std)
 
     def forward(self, graph: Data | None = None) -> tuple[Tensor, None]:
-        return F.dropout(self.weight, self.dropout, self.training), None
+        return F.dropout(self._input_rows(self.weight, None), self.dropout, self.training), None
 
     def extra_repr(self) -> str:
         return f"{self.num_entities}, {self.dim}, init={self.init}, dropout={self.dropout:g}"

@@ -164,6 +164,8 @@ class RGCNEncoder(Encoder):
     """
 
     provides_relations = False
+    #: read through ``_input_rows``: sparse gradients with ``train.sparse_embeddings``
+    sparse_tables = ("entity",)
 
     def __init__(
         self, *, num_entities: int, num_relations: int, dim: int, num_layers: int = 2,

@@ -2,8 +2,10 @@
 
 A checkpoint is a plain dict saved with :func:`torch.save`:
 ``{"format", "model", "optimizer", "scheduler", "rng", "epoch", "best_metric", "best_epoch",
-"bad_evals", "config", "vocab", "extra"}``. ``rng`` holds the torch (CPU and CUDA), Python,
-NumPy and sampling-generator states so that ``--resume`` continues exactly.
+"bad_evals", "config", "vocab", "extra"}``, plus ``"sparse_optimizer"`` / ``"sparse_scheduler"``
+(``None`` unless ``train.sparse_embeddings``; absent in older checkpoints, read as
+``None``). ``rng`` holds the torch (CPU and CUDA), Python, NumPy and sampling-generator
+states so that ``--resume`` continues exactly.
 """
 
 from __future__ import annotations

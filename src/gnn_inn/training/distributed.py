@@ -29,11 +29,12 @@ Scheme (what the :class:`~gnn_inn.training.Trainer` does with a context of ``W``
   communication. ``DistributedDataParallel`` is not used: the trainer never calls the
   model's ``forward`` (it calls ``encode`` and the decoder), which is where DDP hooks in.
 * **Sparse embedding gradients.** The encoders here index their tables with
-  ``index_select`` and get dense ``[N, d]`` gradients. A sparse gradient (e.g. an
-  ``nn.Embedding(sparse=True)`` in a user encoder) is densified before the all-reduce —
-  correct, but it costs ``N · d`` floats of traffic per step. The scalable alternative for
-  huge tables is ``all_gather`` of each rank's ``(indices, values)`` followed by
-  ``coalesce()`` (traffic ``∝`` rows touched), not implemented here.
+  ``index_select`` and get dense ``[N, d]`` gradients; ``train.sparse_embeddings`` (sparse
+  gradients + ``SparseAdam``) is refused under ``torchrun`` by the trainer. A sparse
+  gradient (e.g. an ``nn.Embedding(sparse=True)`` in a user encoder) is densified before
+  the all-reduce — correct, but it costs ``N · d`` floats of traffic per step. The scalable
+  alternative for huge tables is ``all_gather`` of each rank's ``(indices, values)``
+  followed by ``coalesce()`` (traffic ``∝`` rows touched), not implemented here.
 * **Rank 0 writes.** Only rank 0 evaluates, logs, writes ``metrics.jsonl`` and checkpoints;
   its validation metrics are broadcast so every rank takes the same early-stopping and
   best-weights decisions. Other ranks log warnings only.

@@ -13,16 +13,41 @@ encoder pass) and ``__call__(model, batch, ent, rel)`` giving one part's mean lo
 * :class:`NegativeSamplingLoss` — ``K`` uniformly sampled corruptions per triple and
   direction, with self-adversarial weighting ``softmax(α · s_neg)`` (Sun et al., 2019).
   Negatives that are true *training* triples are masked out (filtered against train only).
+
+Type constraints
+----------------
+On a typed graph (ogbl-biokg: every relation links one entity type to another, and entity
+types occupy contiguous id ranges) the three objectives take ``type_ranges``, a
+``LongTensor[R, 2, 2]``: ``type_ranges[r, 0] = (start, end)`` is the ``[start, end)`` id range
+of the valid *heads* of relation ``r`` and ``type_ranges[r, 1]`` that of its valid *tails*
+(:func:`relation_type_ranges`, :func:`kg_type_ranges`). With it
+
+* ``nssa`` draws the corruptions of a tail query ``(h, r, ?)`` uniformly from ``r``'s tail range
+  and those of a head query from its head range (``start + ⌊u · (end − start)⌋``, ``u ~ U[0,
+  1)``), as OGB's own biokg baselines do;
+* ``1vsall`` / ``kvsall`` score all entities as before but treat the out-of-type ones as
+  impossible: their logits are ``−∞`` in the softmax (:func:`mask_out_of_type`), and they are
+  left out of the BCE sum (the ``−∞``-logit limit of a 0 target, written NaN-free), whose mean
+  and label smoothing ``ε / count`` then run over the query's in-type candidates only.
+
+This matches the OGB protocol, whose candidates are always of the replaced entity's type.
+Relations never seen with types (``relation_types == −1``) keep the full range ``[0, N)``.
+The trainer passes ``type_ranges`` by default when the graph is typed (config
+``train.loss.type_constrained``, see :func:`resolve_type_ranges`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,6 +85,170 @@ def _gather_csr(idx: Tensor, offsets: Tensor, values: Tensor) -> tuple[Tensor, T
     return rows, values[pos]
 
 
+# ---------------------------------------------------------------- type constraints
+def relation_type_ranges(relation_types: Tensor, type_ranges: Sequence[tuple[int, int]],
+                         num_entities: int) -> Tensor:
+    """Per-relation id ranges of valid heads and tails.
+
+    Args:
+        relation_types: ``LongTensor[R, 2]`` (head type, tail type) index of each relation,
+            ``-1`` where unknown.
+        type_ranges: ``[(start, end)]`` per type index: the type's global ids are
+            ``start <= id < end``.
+        num_entities: ``N``; an unknown type (``-1``) gets the full range ``(0, N)``.
+
+    Returns:
+        ``LongTensor[R, 2, 2]``: ``[r, 0] = (head start, head end)``, ``[r, 1] = (tail start,
+        tail end)``.
+    """
+    rt = torch.as_tensor(relation_types, dtype=torch.long)
+    if rt.dim() != 2 or rt.shape[1] != 2:
+        raise ValueError(f"relation_types must be [R, 2], got {tuple(rt.shape)}")
+    bounds = torch.tensor([[int(a), int(b)] for a, b in type_ranges],
+                          dtype=torch.long).reshape(-1, 2)
+    if rt.numel() and int(rt.max()) >= bounds.shape[0]:
+        raise ValueError(f"relation_types names type {int(rt.max())} but only "
+                         f"{bounds.shape[0]} type ranges are given")
+    out = torch.tensor([0, int(num_entities)]).expand(rt.shape[0], 2, 2).clone()
+    known = rt >= 0
+    out[known] = bounds[rt[known]]
+    return out
+
+
+def kg_type_ranges(kg) -> Tensor | None:
+    """``LongTensor[R, 2, 2]`` of a typed graph (one with ``relation_types [R, 2]`` and
+    ``entity_type_ranges {type: (start, end)}``, e.g. ogbl-biokg), else ``None``.
+
+    Type indices follow ``kg.entity_type_names`` when the graph has it, else the order of
+    ``entity_type_ranges``.
+    """
+    rel_types = getattr(kg, "relation_types", None)
+    ranges = getattr(kg, "entity_type_ranges", None)
+    if rel_types is None or not ranges:
+        return None
+    names = list(getattr(kg, "entity_type_names", None) or ranges)
+    return relation_type_ranges(rel_types, [ranges[n] for n in names], kg.num_entities)
+
+
+def check_type_ranges(type_ranges: Tensor, train: Tensor, num_entities: int,
+                      num_relations: int) -> Tensor:
+    """Validate ``type_ranges [R, 2, 2]`` (non-empty ranges within ``[0, N)``, every training
+    head and tail inside its relation's range) and return it as a CPU ``LongTensor``."""
+    tr = torch.as_tensor(type_ranges).to("cpu", torch.long)
+    if tr.shape != (num_relations, 2, 2):
+        raise ValueError(f"type_ranges must be [R, 2, 2] = [{num_relations}, 2, 2], got "
+                         f"{tuple(tr.shape)}")
+    lo, hi = tr[..., 0], tr[..., 1]
+    if bool(((lo < 0) | (hi > num_entities) | (lo >= hi)).any()):
+        raise ValueError(f"type_ranges: every range must satisfy 0 <= start < end <= "
+                         f"{num_entities}")
+    h, r, t = train.cpu().unbind(1)
+    for side, ids in (("head", h), ("tail", t)):
+        k = 0 if side == "head" else 1
+        bad = (ids < lo[r, k]) | (ids >= hi[r, k])
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(f"type_ranges: training triple {train[i].tolist()} has its {side} "
+                             f"outside relation {int(r[i])}'s {side} range "
+                             f"{tr[r[i], k].tolist()}")
+    return tr
+
+
+def sample_in_ranges(start: Tensor, end: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """``k`` ids drawn uniformly with replacement from ``[start, end)``, per element.
+
+    Args:
+        start, end: ``LongTensor[*S]`` (``end > start``).
+        k: draws per element.
+        generator: the sampling generator.
+
+    Returns:
+        ``LongTensor[*S, k]``: ``start + ⌊u · (end − start)⌋``, ``u ~ U[0, 1)`` in float64
+        (exact for any id range), clamped to ``end − 1`` as a guard.
+    """
+    count = (end - start).unsqueeze(-1)
+    u = torch.rand((*start.shape, k), generator=generator, dtype=torch.float64)
+    off = torch.floor(u * count).long()
+    return start.unsqueeze(-1) + torch.minimum(off, count - 1)
+
+
+def type_candidate_mask(type_ranges: Tensor, relation: Tensor, kind: str,
+                        num_entities: int) -> Tensor:
+    """``BoolTensor[B, N]``: entity ``e`` is a valid answer of query ``b`` of ``kind``.
+
+    Args:
+        type_ranges: ``LongTensor[R, 2, 2]``.
+        relation: ``LongTensor[B]`` relation of each query.
+        kind: ``'tail'`` (answers in the tail range) or ``'head'``.
+        num_entities: ``N``.
+    """
+    side = 1 if kind == "tail" else 0
+    rng = type_ranges.to(relation.device)[relation, side]  # [B, 2]
+    cols = torch.arange(num_entities, device=relation.device)
+    return (cols >= rng[:, :1]) & (cols < rng[:, 1:])
+
+
+def mask_out_of_type(logits: Tensor, type_ranges: Tensor, relation: Tensor,
+                     kind: str) -> Tensor:
+    """``logits [B, N]`` with ``-inf`` at the entities outside query ``b``'s type range."""
+    ok = type_candidate_mask(type_ranges, relation.to(logits.device), kind, logits.shape[1])
+    return logits.masked_fill(~ok, float("-inf"))
+
+
+def resolve_type_ranges(kg, type_constrained: bool | None, *, loss_name: str,
+                        supported: bool = True) -> Tensor | None:
+    """The ``type_ranges`` a loss gets from config ``train.loss.type_constrained``.
+
+    Args:
+        kg: the knowledge graph (typed when :func:`kg_type_ranges` finds types).
+        type_constrained: ``None`` (default, *auto*): on when the graph is typed and the loss
+            supports it; ``True``: on, an error when the graph is untyped or the loss has no
+            type constraints; ``False``: off.
+        loss_name: for messages.
+        supported: whether the loss accepts ``type_ranges``.
+
+    Returns:
+        ``LongTensor[R, 2, 2]`` or ``None``.
+    """
+    from ..config import ConfigError
+
+    if type_constrained is not None and not isinstance(type_constrained, bool):
+        raise ConfigError(f"train.loss.type_constrained must be true, false or null (auto), "
+                          f"got {type_constrained!r}")
+    if type_constrained is False:
+        return None
+    ranges = kg_type_ranges(kg)
+    if ranges is None:
+        if type_constrained:
+            raise ConfigError(f"train.loss.type_constrained: true needs a typed graph "
+                              f"(relation_types and entity_type_ranges, e.g. ogbl-biokg); "
+                              f"{getattr(kg, 'name', 'this graph')} has none")
+        return None
+    if not supported:
+        if type_constrained:
+            raise ConfigError(f"train.loss.type_constrained: loss {loss_name!r} has no type "
+                              "constraints; use nssa, 1vsall or kvsall, or drop the option")
+        log.info("loss %r has no type constraints: training over all entities", loss_name)
+        return None
+    return ranges
+
+
+def accepts_type_ranges(cls: type) -> bool:
+    """Whether loss class ``cls`` takes a ``type_ranges`` argument."""
+    try:
+        return "type_ranges" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _score_all(model, batch: QueryBatch, ent: Tensor, rel: Tensor | None) -> Tensor:
+    """``[B, N]`` decoder scores of the batch's queries against every entity."""
+    dec = model.decoder
+    if batch.kind == "tail":
+        return dec.score_tails(ent, rel, batch.anchor, batch.relation)
+    return dec.score_heads(ent, rel, batch.relation, batch.anchor)
+
+
 class Loss:
     """Base: holds the training triples; subclasses define batching and the objective."""
 
@@ -85,9 +274,12 @@ class KvsAllLoss(Loss):
 
     name = "kvsall"
 
-    def __init__(self, train, num_entities, num_relations, *, label_smoothing: float = 0.1):
+    def __init__(self, train, num_entities, num_relations, *, label_smoothing: float = 0.1,
+                 type_ranges: Tensor | None = None):
         super().__init__(train, num_entities, num_relations)
         self.label_smoothing = float(label_smoothing)
+        self.type_ranges = (None if type_ranges is None else
+                            check_type_ranges(type_ranges, train, num_entities, num_relations))
         h, r, t = train.unbind(1)
         self.tail_q = _unique_queries(h, r, t, num_entities, num_relations)
         self.head_q = _unique_queries(t, r, h, num_entities, num_relations)
@@ -112,17 +304,30 @@ class KvsAllLoss(Loss):
                 step.append(QueryBatch(kind, a[sel], r[sel], rows=rows, cols=cols))
             yield step
 
+    def logits(self, model, batch, ent, rel) -> Tensor:
+        """``[B, N]`` scores of the batch's queries, ``-inf`` outside the type range."""
+        logits = _score_all(model, batch, ent, rel)
+        if self.type_ranges is None:
+            return logits
+        return mask_out_of_type(logits, self.type_ranges, batch.relation, batch.kind)
+
     def __call__(self, model, batch, ent, rel):
-        dec = model.decoder
-        if batch.kind == "tail":
-            logits = dec.score_tails(ent, rel, batch.anchor, batch.relation)
-        else:
-            logits = dec.score_heads(ent, rel, batch.relation, batch.anchor)
+        logits = _score_all(model, batch, ent, rel).float()
         target = torch.zeros_like(logits)
         target[batch.rows.to(logits.device), batch.cols.to(logits.device)] = 1.0
-        if self.label_smoothing:
-            target = (1.0 - self.label_smoothing) * target + self.label_smoothing / logits.shape[1]
-        return F.binary_cross_entropy_with_logits(logits.float(), target)
+        eps = self.label_smoothing
+        if self.type_ranges is None:
+            if eps:
+                target = (1.0 - eps) * target + eps / logits.shape[1]
+            return F.binary_cross_entropy_with_logits(logits, target)
+        # out-of-type candidates: logit -inf, target 0, loss 0; written without the -inf
+        ok = type_candidate_mask(self.type_ranges, batch.relation.to(logits.device),
+                                 batch.kind, logits.shape[1])
+        count = ok.sum(1, keepdim=True).to(logits.dtype)  # [B, 1]
+        if eps:
+            target = (1.0 - eps) * target + eps / count
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        return (torch.where(ok, bce, torch.zeros_like(bce)).sum(1) / count[:, 0]).mean()
 
 
 class OneVsAllLoss(Loss):
@@ -130,9 +335,12 @@ class OneVsAllLoss(Loss):
 
     name = "1vsall"
 
-    def __init__(self, train, num_entities, num_relations, *, label_smoothing: float = 0.0):
+    def __init__(self, train, num_entities, num_relations, *, label_smoothing: float = 0.0,
+                 type_ranges: Tensor | None = None):
         super().__init__(train, num_entities, num_relations)
         self.label_smoothing = float(label_smoothing)
+        self.type_ranges = (None if type_ranges is None else
+                            check_type_ranges(type_ranges, train, num_entities, num_relations))
 
     def num_batches(self, batch_size):
         return (self.train.shape[0] + batch_size - 1) // batch_size
@@ -143,15 +351,28 @@ class OneVsAllLoss(Loss):
             h, r, t = self.train[perm[i : i + batch_size]].unbind(1)
             yield [QueryBatch("tail", h, r, target=t), QueryBatch("head", t, r, target=h)]
 
+    def logits(self, model, batch, ent, rel) -> Tensor:
+        """``[B, N]`` scores of the batch's queries, ``-inf`` outside the type range."""
+        logits = _score_all(model, batch, ent, rel)
+        if self.type_ranges is None:
+            return logits
+        return mask_out_of_type(logits, self.type_ranges, batch.relation, batch.kind)
+
     def __call__(self, model, batch, ent, rel):
-        dec = model.decoder
-        if batch.kind == "tail":
-            logits = dec.score_tails(ent, rel, batch.anchor, batch.relation)
-        else:
-            logits = dec.score_heads(ent, rel, batch.relation, batch.anchor)
-        return F.cross_entropy(
-            logits.float(), batch.target.to(logits.device), label_smoothing=self.label_smoothing
-        )
+        logits = _score_all(model, batch, ent, rel).float()
+        target = batch.target.to(logits.device)
+        eps = self.label_smoothing
+        if self.type_ranges is None:
+            return F.cross_entropy(logits, target, label_smoothing=eps)
+        # softmax over the in-type candidates; smoothing spreads ε over them only
+        ok = type_candidate_mask(self.type_ranges, batch.relation.to(logits.device),
+                                 batch.kind, logits.shape[1])
+        logp = torch.log_softmax(logits.masked_fill(~ok, float("-inf")), dim=1)
+        loss = -logp.gather(1, target.unsqueeze(1))[:, 0]
+        if eps:
+            smooth = -logp.masked_fill(~ok, 0.0).sum(1) / ok.sum(1).to(logp.dtype)
+            loss = (1.0 - eps) * loss + eps * smooth
+        return loss.mean()
 
 
 class NegativeSamplingLoss(Loss):
@@ -162,7 +383,12 @@ class NegativeSamplingLoss(Loss):
         p = \mathrm{softmax}(\alpha s^-)\ \text{(no gradient)}
 
     ``α = 0`` gives uniform weights ``1/K``. Scores should include the decoder's margin ``γ``.
-    Negatives equal to a known training answer of the same query are masked out.
+    Negatives equal to a known training answer of the same query are masked out (a query
+    whose negatives are all masked gets no negative term).
+
+    Corruptions are uniform over all entities, or, with ``type_ranges [R, 2, 2]`` (see the
+    module docstring), uniform over the tail range of the query's relation (tail queries)
+    and over its head range (head queries).
     """
 
     name = "nssa"
@@ -170,8 +396,11 @@ class NegativeSamplingLoss(Loss):
     def __init__(
         self, train, num_entities, num_relations, *, num_negatives: int = 64,
         adversarial_temperature: float = 1.0, filter_negatives: bool = True,
+        type_ranges: Tensor | None = None,
     ):
         super().__init__(train, num_entities, num_relations)
+        self.type_ranges = (None if type_ranges is None else
+                            check_type_ranges(type_ranges, train, num_entities, num_relations))
         self.num_negatives = int(num_negatives)
         self.alpha = float(adversarial_temperature)
         self.filter_negatives = filter_negatives
@@ -192,9 +421,15 @@ class NegativeSamplingLoss(Loss):
         perm = torch.randperm(self.train.shape[0], generator=generator)
         for i in range(0, perm.numel(), batch_size):
             h, r, t = self.train[perm[i : i + batch_size]].unbind(1)
-            neg = torch.randint(
-                self.num_entities, (2, h.numel(), self.num_negatives), generator=generator
-            )
+            if self.type_ranges is None:
+                neg = torch.randint(
+                    self.num_entities, (2, h.numel(), self.num_negatives), generator=generator
+                )
+            else:  # [0]: tails from r's tail range, [1]: heads from its head range
+                rng = self.type_ranges[r]  # [B, 2 (head, tail), 2 (start, end)]
+                neg = sample_in_ranges(torch.stack([rng[:, 1, 0], rng[:, 0, 0]]),
+                                       torch.stack([rng[:, 1, 1], rng[:, 0, 1]]),
+                                       self.num_negatives, generator)  # [2, B, K]
             yield [QueryBatch("tail", h, r, target=t, other=neg[0]),
                    QueryBatch("head", t, r, target=h, other=neg[1])]
 
@@ -220,7 +455,8 @@ class NegativeSamplingLoss(Loss):
                                      a.cpu().unsqueeze(1).expand_as(neg.cpu()))
             mask = (~hit).to(dev, s_neg.dtype)
         if self.alpha > 0:
-            w = torch.softmax(self.alpha * s_neg.detach() + torch.log(mask + 1e-30), dim=1)
+            # (× mask: a row with every negative masked gets no weight at all)
+            w = torch.softmax(self.alpha * s_neg.detach() + torch.log(mask + 1e-30), dim=1) * mask
         else:
             w = mask / mask.sum(1, keepdim=True).clamp_min(1.0)
         neg_term = -(w * F.logsigmoid(-s_neg)).sum(1)

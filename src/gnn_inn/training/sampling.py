@@ -32,6 +32,18 @@ step (config ``train.sampler``) does:
    queries. (Masking known answers out of the softmax instead was measured worse: UMLS,
    R-GCN + DistMult, fan-out [10, 10], 30 epochs: test MRR 0.54 against 0.70.)
 
+**Type constraints** (typed graphs, ogbl-biokg; ``train.loss.type_constrained``, auto = on
+when the graph is typed, see :mod:`gnn_inn.training.trainer`): the step's shared candidates
+are drawn as without types (``K`` uniform over all entities, plus the batch's entities with
+``batch_negatives``: one set per step, so the subgraph stays one neighbourhood), and each
+query drops the candidates outside its relation's tail range (tail queries) or head range
+(head queries), for every objective. Conditioned on being kept, a uniform draw is uniform over
+the query's type, i.e. this *is* type-constrained sampling, by rejection: a query keeps on
+average ``K · |type| / N`` of the ``K`` uniform draws (ogbl-biokg, ``K = 256``: about 27-29
+for a disease, drug or side-effect answer, 48 for a protein, 123 for a function), so raise
+``train.sampler.num_negatives`` accordingly. A query left with no in-type negative gets no
+negative term (``nssa``) or a zero softmax loss (``1vsall``).
+
 Evaluation still ranks every entity: the trainer sets the encoder's
 ``inference_batch_size`` so that eval-mode encoding runs the encoder's layer-wise
 ``inference`` (all nodes, one layer at a time, in node batches) instead of one full pass.
@@ -55,6 +67,7 @@ from torch_geometric.data import Data
 
 from ..config import ConfigError
 from .distributed import shard_range
+from .losses import check_type_ranges, resolve_type_ranges
 from .trainer import remove_triples_from_graph
 
 log = logging.getLogger(__name__)
@@ -102,7 +115,12 @@ class SamplerSpec:
         num_neighbors: in-edges sampled per node and hop, hop 1 first, ``-1`` = all; one
             entry per encoder layer (a single int is repeated). Default ``10`` per layer.
         num_negatives: ``K`` negatives per step, shared by all its queries, drawn uniformly
-            with replacement; ``K >= N`` takes every entity once instead.
+            with replacement; ``K >= N`` takes every entity once instead. Type-constrained
+            losses keep, per query, only those in its type range (module docstring).
+        batch_negatives: also use every head and tail of the step's triples as a shared
+            candidate (in-batch negatives). They are seeds of the subgraph anyway, so this
+            costs scoring only, no extra encoding; with large batches the candidate set
+            approaches all entities and the sampled softmax approaches full 1vsAll.
         exclude_targets: remove the step's supervision triples and their inverse edges from
             its subgraph (leak-free; leave on unless you study the leak).
         inference_batch_size: target nodes per batch of the layer-wise full-graph inference
@@ -112,6 +130,7 @@ class SamplerSpec:
 
     num_neighbors: list[int] = field(default_factory=list)
     num_negatives: int = 256
+    batch_negatives: bool = True
     exclude_targets: bool = True
     inference_batch_size: int = 4096
     replace: bool = False
@@ -146,7 +165,8 @@ class SamplerSpec:
                               f"got {list(fan)}")
         out = cls(num_neighbors=[int(x) for x in fan])
         for key, kind in (("num_negatives", int), ("inference_batch_size", int),
-                          ("exclude_targets", bool), ("replace", bool)):
+                          ("exclude_targets", bool), ("replace", bool),
+                          ("batch_negatives", bool)):
             if key not in spec:
                 continue
             v = spec[key]
@@ -260,6 +280,10 @@ class NeighborSampledObjective:
         loss: the ``train.loss`` mapping (``name`` in ``1vsall`` / ``kvsall`` / ``nssa`` and
             its options).
         node_degree: attach full-graph degrees to subgraphs (CompGCN).
+        type_ranges: ``LongTensor[R, 2, 2]`` head / tail id range per relation
+            (:func:`~gnn_inn.training.losses.relation_type_ranges`): each query ignores the
+            shared negatives outside its range; ``None``: no type constraints. The loss
+            mapping's ``type_constrained: false`` turns it off, ``true`` requires it.
 
     ``__call__(model, batch, rank, world_size)`` returns this rank's share of the step's mean
     loss (its queries' summed losses divided by the *global* query count ``2B``), so that the
@@ -269,10 +293,16 @@ class NeighborSampledObjective:
 
     def __init__(self, *, graph: Data, train: Tensor, num_entities: int, num_relations: int,
                  num_layers: int, spec: SamplerSpec | dict[str, Any], loss: dict[str, Any],
-                 node_degree: bool = False) -> None:
+                 node_degree: bool = False, type_ranges: Tensor | None = None) -> None:
         self.spec = SamplerSpec.from_dict(spec, num_layers=num_layers)
         loss = dict(loss)
         name = loss.pop("name", None)
+        type_constrained = loss.pop("type_constrained", None)
+        if type_constrained and type_ranges is None:
+            raise ConfigError("train.loss.type_constrained: true needs a typed graph "
+                              "(type_ranges from relation_types and entity_type_ranges)")
+        if type_constrained is False:
+            type_ranges = None
         if name not in SAMPLED_LOSSES:
             raise ConfigError(f"train.loss.name {name!r} is not available with train.sampler; "
                               f"use one of {', '.join(SAMPLED_LOSSES)}")
@@ -296,6 +326,9 @@ class NeighborSampledObjective:
                                        node_degree=node_degree)
         h, r, t = self.train.unbind(1)
         self._keys = torch.sort((h * num_relations + r) * num_entities + t).values
+        self.type_ranges = (None if type_ranges is None else
+                            check_type_ranges(type_ranges, self.train, self.num_entities,
+                                              self.num_relations))
         self.last_subgraph: tuple[int, int] = (0, 0)
 
     # ---------------------------------------------------------------- batches
@@ -312,7 +345,12 @@ class NeighborSampledObjective:
             else:
                 neg = torch.randint(self.num_entities, (self.spec.num_negatives,),
                                     generator=generator)
-            yield SampledBatch(self.train[perm[i:i + batch_size]], neg)
+            triples = self.train[perm[i:i + batch_size]]
+            if self.spec.batch_negatives and not every:
+                # the global batch's entities (not this rank's slice): every rank scores the
+                # same candidates, so the split over ranks does not change the objective
+                neg = torch.unique(torch.cat([neg, triples[:, 0], triples[:, 2]]))
+            yield SampledBatch(triples, neg)
 
     # ------------------------------------------------------------------ loss
     def _is_train(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
@@ -356,17 +394,33 @@ class NeighborSampledObjective:
         # the query's own answer among the negatives: never a negative (no double count)
         own = torch.cat([ng == t.unsqueeze(1), ng == h.unsqueeze(1)])
         known = own
+        drop = own
+        if self.type_ranges is not None:  # shared negatives outside the query's type range
+            drop = own | self.out_of_type(r, neg)
         if self.loss_name != "nssa" or self.filter_negatives:
             rr = r.unsqueeze(1).expand(b, k)
             known = torch.cat([self._is_train(h.unsqueeze(1).expand(b, k), rr, ng),
                                self._is_train(ng, rr, t.unsqueeze(1).expand(b, k))]) | own
-        per_query = self._loss(s_pos.float(), s_neg.float(), (~own).to(dev), known.to(dev))
+        per_query = self._loss(s_pos.float(), s_neg.float(), (~drop).to(dev), known.to(dev))
         return per_query.sum() / (2 * batch.triples.shape[0])
+
+    def out_of_type(self, r: Tensor, neg: Tensor) -> Tensor:
+        """``BoolTensor[2b, K]``: shared negative ``neg [K]`` lies outside the type range of
+        query ``i`` — rows ``[:b]`` the tail queries of relations ``r [b]`` (tail range), rows
+        ``[b:]`` their head queries (head range). All ``False`` without type constraints."""
+        if self.type_ranges is None:
+            return torch.zeros(2 * r.numel(), neg.numel(), dtype=torch.bool)
+        rng = self.type_ranges[r.cpu()]  # [b, 2 (head, tail), 2 (start, end)]
+        lo = torch.cat([rng[:, 1, 0], rng[:, 0, 0]]).unsqueeze(1)
+        hi = torch.cat([rng[:, 1, 1], rng[:, 0, 1]]).unsqueeze(1)
+        ng = neg.cpu().unsqueeze(0)
+        return (ng < lo) | (ng >= hi)
 
     def _loss(self, s_pos: Tensor, s_neg: Tensor, keep: Tensor, known: Tensor) -> Tensor:
         """Per-query loss ``[2b]`` from ``s_pos [2b]``, ``s_neg [2b, K]``, the mask of
-        negatives that are not the query's own answer ``keep [2b, K]`` and of those that are
-        known training answers of the query ``known [2b, K]``.
+        negatives that are not the query's own answer (and, type-constrained, lie in its type
+        range) ``keep [2b, K]`` and of those that are known training answers of the query
+        ``known [2b, K]``.
 
         As the full-batch losses: ``nssa`` drops known answers from the negatives (with
         ``filter_negatives``); ``kvsall`` labels them 1 (multi-hot targets); ``1vsall`` keeps
@@ -374,9 +428,10 @@ class NeighborSampledObjective:
         """
         eps = self.label_smoothing
         if self.loss_name == "nssa":
-            mask = (~known).to(s_neg.dtype) if self.filter_negatives else keep.to(s_neg.dtype)
-            if self.alpha > 0:
-                w = torch.softmax(self.alpha * s_neg.detach() + torch.log(mask + 1e-30), dim=1)
+            mask = (keep & ~known if self.filter_negatives else keep).to(s_neg.dtype)
+            if self.alpha > 0:  # (× mask: no weight at all when every negative is masked)
+                w = torch.softmax(self.alpha * s_neg.detach() + torch.log(mask + 1e-30),
+                                  dim=1) * mask
             else:
                 w = mask / mask.sum(1, keepdim=True).clamp_min(1.0)
             return -F.logsigmoid(s_pos) - (w * F.logsigmoid(-s_neg)).sum(1)
@@ -429,14 +484,17 @@ def build_sampled_objective(spec: dict[str, Any], *, model, kg,
                           "own way; sampled training needs a query-map + similarity decoder "
                           "(classic or flow decoders)")
     graph = model.graph
+    type_ranges = resolve_type_ranges(kg, dict(loss).get("type_constrained"),
+                                      loss_name=str(dict(loss).get("name")))
     objective = NeighborSampledObjective(
         graph=graph, train=kg.train, num_entities=kg.num_entities,
         num_relations=kg.num_relations, num_layers=int(num_layers), spec=spec, loss=loss,
-        node_degree=bool(getattr(enc, "uses_node_degree", False)))
+        node_degree=bool(getattr(enc, "uses_node_degree", False)), type_ranges=type_ranges)
     enc.inference_batch_size = objective.spec.inference_batch_size
     log.info("neighbour sampling (%s): fan-out %s, %d shared negatives per step, "
-             "exclude_targets=%s", objective.sampler.backend, objective.spec.num_neighbors,
-             objective.spec.num_negatives, objective.spec.exclude_targets)
+             "exclude_targets=%s, type-constrained=%s", objective.sampler.backend,
+             objective.spec.num_neighbors, objective.spec.num_negatives,
+             objective.spec.exclude_targets, objective.type_ranges is not None)
     return objective
 
 

@@ -6,6 +6,21 @@ encodes once in eval mode and reuses the embeddings for every query. With ``trai
 a step encodes only the sampled neighbourhood of its entities and evaluation encodes layer by
 layer (:mod:`gnn_inn.training.sampling`). Under ``torchrun`` each step's queries are split
 over the ranks and the gradients summed (:mod:`gnn_inn.training.distributed`).
+
+Sparse embeddings (``train.sparse_embeddings``): the encoder's entity table gets sparse
+gradients (the rows a step used) and is updated by ``torch.optim.SparseAdam``; all other
+parameters by the configured optimiser. Both are zeroed, stepped, scheduled (one scheduler
+each, same spec) and checkpointed (``optimizer`` / ``sparse_optimizer``). Gradient clipping
+counts the sparse rows in the global norm (:func:`clip_grad_norm`). Refused with
+``weight_decay > 0`` (SparseAdam has none) and under ``torchrun`` (the all-reduce would
+densify the gradient).
+
+Type constraints: on a typed graph (``relation_types`` and ``entity_type_ranges``, i.e.
+ogbl-biokg) the loss is type-constrained by default — ``nssa`` corrupts within the relation's
+head / tail type, ``1vsall`` / ``kvsall`` (full batch or neighbour-sampled) drop out-of-type
+candidates (:mod:`gnn_inn.training.losses`), as the OGB evaluation does. Config
+``train.loss.type_constrained``: omitted / ``null`` = auto (on for a typed graph and a loss
+that supports it), ``true`` = on (an error where impossible), ``false`` = off.
 """
 
 from __future__ import annotations
@@ -25,11 +40,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..evaluation import evaluate, evaluate_ogb
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistContext, shard_query_batch
-from .losses import build_loss
+from .losses import LOSSES, accepts_type_ranges, build_loss, resolve_type_ranges
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +65,76 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _fused(params: list) -> dict:
+    """``{"fused": True}`` when torch has a fused Adam kernel for these parameters (float
+    tensors on one CPU or CUDA device): one kernel per tensor instead of ~10 elementwise ops,
+    measured 60 → 15 ms per step for the 7.6 M-parameter R-GCN of the encoder benchmark."""
+    devices = {p.device.type for p in params}
+    ok = (len(devices) == 1 and devices <= {"cpu", "cuda"}
+          and all(p.is_floating_point() for p in params))
+    version = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
+    return {"fused": True} if ok and version >= (2, 4) else {}
+
+
 def build_optimizer(cfg, params) -> torch.optim.Optimizer:
     name = cfg.optimizer.lower()
+    params = list(params)
     if name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                **_fused(params))
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 **_fused(params))
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ValueError(f"train.optimizer: unknown optimizer {cfg.optimizer!r} (adam, adamw, adagrad)")
+
+
+def clip_grad_norm(params, max_norm: float) -> Tensor:
+    """``clip_grad_norm_`` that also accepts sparse gradients; returns the total norm.
+
+    The global L2 norm counts dense gradients and the coalesced values of sparse ones (a
+    sparse gradient is replaced by its coalesced form, duplicate rows summed); every
+    gradient is scaled by ``min(1, max_norm / (norm + 1e-6))``. Without sparse gradients
+    this is ``torch.nn.utils.clip_grad_norm_``.
+    """
+    params = [p for p in params if p.grad is not None]
+    if not any(p.grad.is_sparse for p in params):
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    norms = []
+    for p in params:
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+            norms.append(torch.linalg.vector_norm(p.grad.values()))
+        else:
+            norms.append(torch.linalg.vector_norm(p.grad))
+    total = torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+    coef = min(1.0, float(max_norm) / (float(total) + 1e-6))
+    if coef < 1.0:
+        for p in params:
+            if p.grad.is_sparse:
+                p.grad.values().mul_(coef)
+            else:
+                p.grad.mul_(coef)
+    return total
+
+
+def split_sparse_parameters(model) -> tuple[list, list]:
+    """``(sparse, dense)`` parameters of ``model`` for ``train.sparse_embeddings``.
+
+    Sets ``sparse_grad`` on every encoder (sub)module that lists tables in
+    ``sparse_tables`` (see :class:`~gnn_inn.encoders.base.Encoder`); those tables are the
+    sparse parameters, every other trainable parameter is dense.
+    """
+    sparse = []
+    for module in model.modules():
+        tables = getattr(module, "sparse_tables", ())
+        if tables and hasattr(module, "sparse_parameters"):
+            module.sparse_grad = True
+            sparse.extend(p for p in module.sparse_parameters() if p.requires_grad)
+    ids = {id(p) for p in sparse}
+    dense = [p for p in model.parameters() if id(p) not in ids]
+    return sparse, dense
 
 
 def build_scheduler(cfg, optimizer, steps_per_epoch: int):
@@ -137,12 +213,28 @@ class Trainer:
                                                    loss=tcfg.loss)
             self.loss = None
         else:
-            self.loss = build_loss(loss_kwargs.pop("name"), kg.train, kg.num_entities,
-                                   kg.num_relations, **loss_kwargs)
-        self.optimizer = build_optimizer(tcfg, self.model.parameters())
+            name = loss_kwargs.pop("name")
+            type_ranges = resolve_type_ranges(
+                kg, loss_kwargs.pop("type_constrained", None), loss_name=name,
+                supported=name in LOSSES and accepts_type_ranges(LOSSES[name]))
+            if type_ranges is not None:
+                loss_kwargs["type_ranges"] = type_ranges
+                log.info("loss %r is type-constrained (relation head / tail type ranges)", name)
+            self.loss = build_loss(name, kg.train, kg.num_entities, kg.num_relations,
+                                   **loss_kwargs)
+        self.sparse_optimizer: torch.optim.Optimizer | None = None
+        if tcfg.sparse_embeddings:
+            sparse, dense = self._sparse_setup(tcfg)
+            self.optimizer = build_optimizer(tcfg, dense)
+            self.sparse_optimizer = torch.optim.SparseAdam(sparse, lr=tcfg.lr)
+        else:
+            self.optimizer = build_optimizer(tcfg, self.model.parameters())
         source = self.sampler if self.sampler is not None else self.loss
         self.steps_per_epoch = source.num_batches(tcfg.batch_size)
         self.scheduler = build_scheduler(tcfg, self.optimizer, self.steps_per_epoch)
+        self.sparse_scheduler = (None if self.sparse_optimizer is None else
+                                 build_scheduler(tcfg, self.sparse_optimizer,
+                                                 self.steps_per_epoch))
         self.epoch = 0
         self.best_metric = -math.inf
         self.best_epoch = 0
@@ -150,12 +242,38 @@ class Trainer:
         self.best_state: dict[str, Tensor] | None = None
         self.train_seconds = 0.0
 
+    def _sparse_setup(self, tcfg) -> tuple[list, list]:
+        """Check ``train.sparse_embeddings`` and split the parameters (sparse, dense)."""
+        if tcfg.weight_decay:
+            raise ConfigError(
+                f"train.sparse_embeddings: weight_decay must be 0 (got {tcfg.weight_decay:g}); "
+                "the sparse entity table is trained by SparseAdam, which has no weight decay")
+        if self.dist.enabled:
+            raise ConfigError(
+                "train.sparse_embeddings is not supported under torchrun: the gradient "
+                "all-reduce densifies sparse gradients; set it to false")
+        sparse, dense = split_sparse_parameters(self.model)
+        if not sparse:
+            raise ConfigError(
+                f"train.sparse_embeddings: encoder {type(self.model.encoder).__name__} has no "
+                "entity table with sparse gradients (rgcn, compgcn and none have one)")
+        return sparse, dense
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (self.optimizer, self.sparse_optimizer) if o is not None]
+
+    def _schedulers(self) -> list:
+        return [s for s in (self.scheduler, self.sparse_scheduler) if s is not None]
+
     # ------------------------------------------------------------- checkpoint
     def _payload(self) -> dict[str, Any]:
+        sparse_opt, sparse_sched = self.sparse_optimizer, self.sparse_scheduler
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "sparse_optimizer": sparse_opt.state_dict() if sparse_opt is not None else None,
+            "sparse_scheduler": sparse_sched.state_dict() if sparse_sched is not None else None,
             "rng": rng_state(self.generator),
             "epoch": self.epoch,
             "best_metric": self.best_metric,
@@ -177,9 +295,18 @@ class Trainer:
         ckpt = load_checkpoint(path, map_location=self.device)
         check_vocab(ckpt["vocab"], self.kg, source=str(path))
         self.model.load_state_dict(ckpt["model"])
+        saved_sparse = ckpt.get("sparse_optimizer") is not None  # absent in older checkpoints
+        if saved_sparse != (self.sparse_optimizer is not None):
+            raise ConfigError(
+                f"{path} was saved with train.sparse_embeddings={saved_sparse}; resume it "
+                f"with the same setting (got {not saved_sparse})")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt["scheduler"] is not None:
             self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.sparse_optimizer is not None:
+            self.sparse_optimizer.load_state_dict(ckpt["sparse_optimizer"])
+            if self.sparse_scheduler is not None and ckpt.get("sparse_scheduler") is not None:
+                self.sparse_scheduler.load_state_dict(ckpt["sparse_scheduler"])
         set_rng_state(ckpt["rng"], self.generator)
         self.epoch = ckpt["epoch"]
         self.best_metric = ckpt["best_metric"]
@@ -199,15 +326,17 @@ class Trainer:
             loss = self.sampler(model, step, self.dist.rank, self.dist.world_size)
         else:
             loss = self._full_batch_loss(step)
-        self.optimizer.zero_grad(set_to_none=True)
+        for opt in self._optimizers():
+            opt.zero_grad(set_to_none=True)
         if loss is not None:
             loss.backward()
         # sums gradients (and loss shares) over the ranks; a no-op in one process
         value = self.dist.all_reduce_gradients(model.parameters(),
                                                loss if loss is not None else 0.0)
         if self.config.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.train.grad_clip)
-        self.optimizer.step()
+            clip_grad_norm(model.parameters(), self.config.train.grad_clip)
+        for opt in self._optimizers():
+            opt.step()
         model.invalidate_cache()
         return float(value)
 
@@ -248,10 +377,9 @@ class Trainer:
                 bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
             if max_steps is not None and len(losses) >= max_steps:
                 break
-        if self.scheduler is not None and not isinstance(
-            self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
-        ):
-            self.scheduler.step()
+        for sched in self._schedulers():
+            if not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step()
         return float(np.mean(losses)) if losses else float("nan")
 
     # ------------------------------------------------------------- evaluation
@@ -303,8 +431,9 @@ class Trainer:
                 metrics = self.dist.broadcast_object(
                     self.evaluate("valid").metrics() if self.dist.is_main else None)
                 record["valid"] = metrics
-                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    self.scheduler.step(metrics["mrr"])
+                for sched in self._schedulers():
+                    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        sched.step(metrics["mrr"])
                 if metrics["mrr"] > self.best_metric:
                     self.best_metric, self.best_epoch = metrics["mrr"], self.epoch
                     self.bad_evals = 0
