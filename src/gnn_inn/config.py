@@ -79,6 +79,11 @@ class TrainConfig:
     #: (``lr``, no weight decay: ``weight_decay`` must be 0), everything else by
     #: ``optimizer``; the scheduler drives both. Not supported under ``torchrun``.
     sparse_embeddings: bool = False
+    #: Adam / AdamW with torch's fused kernel (one kernel per tensor instead of ~10 ops;
+    #: 60 → 11 ms per step for a 7.6 M-parameter R-GCN on one CPU thread). Off by default:
+    #: its rounding differs from the reference implementation, so results are not bit-equal
+    #: to runs made without it.
+    fused_optimizer: bool = False
 
 
 @dataclass
