@@ -43,7 +43,8 @@ def config(args, mode: str) -> dict:
              "lr": args.lr, "eval_every": 0, "patience": 0, "device": args.device}
     if mode == "sampled":
         train["sampler"] = {"num_neighbors": args.fanout, "num_negatives": args.negatives,
-                            "inference_batch_size": args.inference_batch_size}
+                            "inference_batch_size": args.inference_batch_size,
+                            "batch_negatives": args.batch_negatives}
     return {
         "seed": args.seed,
         "dataset": {"name": args.dataset, "data_dir": args.data_dir},
@@ -87,6 +88,8 @@ def main() -> None:
     p.add_argument("--bases", type=int, default=4)
     p.add_argument("--fanout", type=int, nargs="+", default=[10, 10])
     p.add_argument("--negatives", type=int, default=256)
+    p.add_argument("--no-batch-negatives", dest="batch_negatives", action="store_false",
+                   help="shared negatives only, without the step's heads and tails")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--inference-batch-size", type=int, default=4096)
