@@ -67,6 +67,20 @@ class Encoder(nn.Module):
     def forward(self, graph: Data) -> tuple[Tensor, Tensor | None]:  # pragma: no cover
         raise NotImplementedError
 
+    def _message_graph(self, graph: Data) -> Data:
+        """``graph`` with edge dropout applied in training mode (``self.edge_dropout``), after
+        checking that its edge types are ``< 2R`` (``self.num_relations`` forward types)."""
+        if self.training and getattr(self, "edge_dropout", 0.0) > 0:
+            graph = edge_dropout(graph, self.edge_dropout)
+        edge_type = graph.edge_type
+        if edge_type.numel() and int(edge_type.max()) >= 2 * self.num_relations:
+            raise ValueError(
+                f"{type(self).__name__}: edge_type has id {int(edge_type.max())} but the "
+                f"encoder was built for num_relations={self.num_relations} "
+                f"(2R={2 * self.num_relations} edge types incl. inverses)"
+            )
+        return graph
+
     def _check_graph(self, graph: Data) -> tuple[Tensor, Tensor]:
         """``(edge_index, edge_type)`` of ``graph`` after checking its node count (or its
         ``n_id`` when it is a subgraph)."""

@@ -39,7 +39,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
-from .base import Encoder, dst_blocks, edge_dropout, make_activation
+from .base import Encoder, dst_blocks, make_activation
 
 COMPOSITIONS = ("sub", "mult", "corr")
 NORMS = ("paper", "sym", "mean", "none")
@@ -380,15 +380,8 @@ class CompGCNEncoder(Encoder):
         self._check_graph(graph)
         if self._use_inference(graph):
             return self.inference(graph, self.inference_batch_size)
-        if self.training and self.edge_dropout > 0:
-            graph = edge_dropout(graph, self.edge_dropout)
+        graph = self._message_graph(graph)
         edge_index, edge_type = graph.edge_index, graph.edge_type
-        if edge_type.numel() and int(edge_type.max()) >= 2 * self.num_relations:
-            raise ValueError(
-                f"CompGCNEncoder: edge_type has id {int(edge_type.max())} but the encoder was "
-                f"built for num_relations={self.num_relations} (2R={2 * self.num_relations} "
-                "edge types incl. inverses)"
-            )
         x, r = self._input_rows(self.entity, graph), self.input_relations()
         degree = graph.node_degree if "node_degree" in graph else None
         for conv in self.convs:

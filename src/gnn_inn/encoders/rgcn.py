@@ -11,7 +11,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import FastRGCNConv, RGCNConv
 from torch_geometric.utils import scatter
 
-from .base import Encoder, dst_blocks, edge_dropout, make_activation
+from .base import Encoder, dst_blocks, make_activation
 
 log = logging.getLogger(__name__)
 
@@ -224,15 +224,8 @@ class RGCNEncoder(Encoder):
         self._check_graph(graph)
         if self._use_inference(graph):
             return self.inference(graph, self.inference_batch_size)
-        if self.training and self.edge_dropout > 0:
-            graph = edge_dropout(graph, self.edge_dropout)
+        graph = self._message_graph(graph)
         edge_index, edge_type = graph.edge_index, graph.edge_type
-        if edge_type.numel() and int(edge_type.max()) >= 2 * self.num_relations:
-            raise ValueError(
-                f"RGCNEncoder: edge_type has id {int(edge_type.max())} but the encoder was "
-                f"built for num_relations={self.num_relations} (2R={2 * self.num_relations} "
-                "edge types incl. inverses)"
-            )
         if self.conv_name == "fast" and self.convs[0].num_blocks is None:
             gib = edge_type.numel() * self.hidden_dim * max(self.hidden_dim, self.dim) * 4 / 2**30
             if gib > 4:
