@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from gnn_inn.cli import main
 
@@ -21,14 +20,6 @@ train: {epochs: 2, batch_size: 512, lr: 0.01, eval_every: 2, patience: 0,
         loss: {name: %s}, device: cpu}
 eval: {batch_size: 512}
 """
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 STOCHASTIC = ("{name: stochastic_flow, rerank_k: 8, train_rerank_k: 4, "

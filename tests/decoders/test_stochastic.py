@@ -15,14 +15,6 @@ from gnn_inn.flows import soft_clamp
 N, R, D, B = 17, 3, 6, 5
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _perturb(module, seed=0, std=0.3):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

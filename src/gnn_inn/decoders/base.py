@@ -107,13 +107,18 @@ class Decoder(nn.Module):
         candidates: Tensor, mode: str = "tail",
     ) -> Tensor:
         """Scores ``[B, K]``: ``candidates[B, K]`` replace the tail (``mode='tail'``) or head."""
-        if mode == "tail":
-            q = self.tail_query(ent, rel, h, r)
-        elif mode == "head":
-            q = self.head_query(ent, rel, r, t)
-        else:
-            raise ValueError(f"mode must be 'tail' or 'head', got {mode!r}")
+        q = self.query_points(ent, rel, h, r, t, mode)
         return self.similarity_pairs(q, ent[candidates], candidates)
+
+    def query_points(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, t: Tensor,
+                     mode: str) -> Tensor:
+        """Query points ``[B, d_q]``: :meth:`tail_query` for ``mode='tail'``, else
+        :meth:`head_query`."""
+        if mode == "tail":
+            return self.tail_query(ent, rel, h, r)
+        if mode == "head":
+            return self.head_query(ent, rel, r, t)
+        raise ValueError(f"mode must be 'tail' or 'head', got {mode!r}")
 
     def score(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         """Scores ``[B]`` of the triples ``(h, r, t)`` (tail direction)."""

@@ -199,12 +199,7 @@ class FlowDecoder(Decoder):
         return self._finish(neg_distance_all(q, ent, self.p), r, None)
 
     def score_candidates(self, ent, rel, h, r, t, candidates, mode="tail"):
-        if mode == "tail":
-            q = self.tail_query(ent, rel, h, r)
-        elif mode == "head":
-            q = self.head_query(ent, rel, r, t)
-        else:
-            raise ValueError(f"mode must be 'tail' or 'head', got {mode!r}")
+        q = self.query_points(ent, rel, h, r, t, mode)
         fwd = neg_distance_pairs(q, ent[candidates], self.p)
         if self.symmetric_score and self.training:
             # backward direction: map every candidate through the opposite map, compare to

@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -186,6 +187,25 @@ class EvalResult:
         )
 
 
+@contextmanager
+def evaluation_mode(scorer: Any) -> Iterator[None]:
+    """Run the block in eval mode under :func:`torch.inference_mode`; afterwards restore the
+    scorer's training mode and drop its encoder cache (a cache filled under inference_mode holds
+    inference tensors that autograd refuses later; it is rebuilt on the next ``encode()``)."""
+    was_training = isinstance(scorer, nn.Module) and scorer.training
+    if was_training:
+        scorer.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        if was_training:
+            scorer.train()
+        invalidate = getattr(scorer, "invalidate_cache", None)
+        if callable(invalidate):
+            invalidate()
+
+
 def _scorer_device(scorer: Any) -> torch.device:
     if isinstance(scorer, nn.Module):
         for t in scorer.parameters():
@@ -248,9 +268,6 @@ def evaluate(
         num_relations = int(triples[:, 1].max()) + 1 if m else 0
     dev = torch.device(device) if device is not None else _scorer_device(scorer)
 
-    was_training = isinstance(scorer, nn.Module) and scorer.training
-    if was_training:
-        scorer.eval()
     ranks = {d: torch.empty(m, dtype=torch.float64) for d in directions}
     scratch: Tensor | None = None
     num_entities: int | None = None
@@ -260,7 +277,7 @@ def evaluate(
         disable=True if not progress else None, leave=False,
     )
     try:
-        with torch.inference_mode():
+        with evaluation_mode(scorer):
             for direction in directions:
                 for i in range(0, m, batch_size):
                     h, r, t = triples[i : i + batch_size].unbind(1)
@@ -296,13 +313,6 @@ def evaluate(
                     bar.update(h.numel())
     finally:
         bar.close()
-        if was_training:
-            scorer.train()
-        # A cache filled under inference_mode holds inference tensors that autograd refuses
-        # later; drop it (it is rebuilt on the next encode()).
-        invalidate = getattr(scorer, "invalidate_cache", None)
-        if callable(invalidate):
-            invalidate()
     seconds = time.perf_counter() - start
     result = EvalResult(
         triples=triples, ranks=ranks, policy=policy, num_relations=int(num_relations),

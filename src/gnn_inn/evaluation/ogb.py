@@ -25,13 +25,12 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from .evaluator import DIRECTIONS, EvalResult
+from .evaluator import DIRECTIONS, EvalResult, _scorer_device, evaluation_mode
 from .metrics import metrics_from_ranks
 
 log = logging.getLogger(__name__)
@@ -84,13 +83,6 @@ def _ranks_from_lists(lists: dict[str, Tensor], where: str) -> Tensor:
     return ranks
 
 
-def _device_of(model: Any) -> torch.device:
-    if isinstance(model, nn.Module):
-        for t in model.parameters():
-            return t.device
-    return torch.device("cpu")
-
-
 def evaluate_ogb(model, kg, split: str = "test", *, batch_size: int = 256,
                  progress: bool = False, device: torch.device | str | None = None
                  ) -> OGBEvalResult:
@@ -126,17 +118,14 @@ def evaluate_ogb(model, kg, split: str = "test", *, batch_size: int = 256,
     triples = getattr(kg, split).to("cpu", torch.long)
     m = triples.shape[0]
     k = int(cands[split]["tail_neg"].shape[1])
-    dev = torch.device(device) if device is not None else _device_of(model)
-    was_training = isinstance(model, nn.Module) and model.training
-    if was_training:
-        model.eval()
+    dev = torch.device(device) if device is not None else _scorer_device(model)
     lists: dict[str, dict[str, list[Tensor]]] = {d: {key: [] for key in _OGB_KEYS}
                                                   for d in DIRECTIONS}
     start = time.perf_counter()
     bar = tqdm(total=m * len(DIRECTIONS), unit="query", desc=f"evaluate {name} {split}",
                disable=True if not progress else None, leave=False)
     try:
-        with torch.inference_mode():
+        with evaluation_mode(model):
             for direction in DIRECTIONS:
                 neg_all = cands[split][f"{direction}_neg"]
                 for i in range(0, m, batch_size):
@@ -161,11 +150,6 @@ def evaluate_ogb(model, kg, split: str = "test", *, batch_size: int = 256,
                     bar.update(h.numel())
     finally:
         bar.close()
-        if was_training:
-            model.train()
-        invalidate = getattr(model, "invalidate_cache", None)
-        if callable(invalidate):  # the cache holds inference tensors autograd would refuse
-            invalidate()
     cat = {d: {key: (torch.cat(v) if v else torch.empty(0)) for key, v in lists[d].items()}
            for d in DIRECTIONS}
     ogb_means: dict[str, dict[str, float]] = {}

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True, scope="package")
+@pytest.fixture(autouse=True, scope="session")
 def _single_thread():
-    """The flow tests use tiny tensors: one intra-op thread avoids OpenMP hand-off stalls
+    """The tests use tiny tensors: one intra-op thread avoids OpenMP hand-off stalls
     (~10 ms per op when the other core is busy), which otherwise dominate the run time."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
