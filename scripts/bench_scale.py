@@ -21,6 +21,8 @@ interpreter + torch + graph + sampler CSC + model + optimiser + the steps. Colum
   epoch's shuffled order of the training triples, ``8 · |train|`` bytes, is not counted as
   step memory): one step's own working memory, which should not depend on the graph's size;
 * ``nodes / step``, ``edges / step`` — mean size of the sampled subgraph;
+* ``step MB (pinned malloc)`` — ``step transient MB`` of a second child for the same size
+  run with glibc's allocator pinned (``--malloc both``, the default; see below);
 * ``steps/s`` and ``sampling %`` — throughput after ``--warmup`` steps and the share of the
   step time spent sampling subgraphs;
 * ``infer s``, ``infer MB`` — one layer-wise full-graph inference (all entities, node
@@ -30,10 +32,21 @@ Usage::
 
     python scripts/bench_scale.py --scales 0.01 0.001 [--steps 30] [--dim 64]
         [--fanout 10 10] [--batch-size 1024] [--negatives 256] [--device cpu] [--json OUT]
-        [--sparse-embeddings | --dense-embeddings]
+        [--sparse-embeddings | --dense-embeddings] [--malloc both|default|pinned]
 
 ``--scales 1`` is the full wikikg2 size (several GB of RSS: graph, CSC copy, the
 ``2.5M × d`` entity table with its Adam state).
+
+Allocator. glibc's ``malloc`` serves blocks below a *dynamic* mmap threshold (up to 32 MB)
+from its heap and keeps freed heap memory resident for reuse, so the RSS a step adds depends
+on what earlier allocations left behind, not only on what the step allocates (the same step
+configuration added 33 MB at 1M entities and 54 MB at 100k). ``--malloc pinned`` runs the child
+with ``MALLOC_MMAP_THRESHOLD_=65536`` and ``MALLOC_TRIM_THRESHOLD_=0``: every block of 64 KB
+or more is its own mapping, returned to the kernel on ``free``, so the RSS above the warm
+level is the step's live working memory. The pinned allocator maps and faults pages on every
+large allocation, so it runs fewer steps per second; ``--malloc both`` (the default) therefore
+runs each size twice — speed, peak RSS and state from the default allocator, the step's
+working memory from the pinned one. The variables are glibc's; other C libraries ignore them.
 
 ``--sparse-embeddings`` (the default here) sets ``train.sparse_embeddings``: the entity
 table's gradient holds only the step's subgraph rows and ``SparseAdam`` updates only those,
@@ -59,6 +72,9 @@ from common import markdown_table, print_header  # noqa: E402
 
 RESULT_TAG = "BENCH_RESULT "
 WIKIKG2 = {"entities": 2_500_604, "relations": 535, "train": 16_109_182}
+# glibc: blocks >= 64 KB are their own mappings (no dynamic threshold), freed memory at the heap
+# top is returned at once -- RSS then follows the live allocations (see the module docstring)
+PINNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
 def rss_mb() -> float:
@@ -190,6 +206,7 @@ def child(args) -> dict:
         "scale": args.scale, "entities": kg.num_entities, "relations": kg.num_relations,
         "train_triples": int(kg.train.shape[0]), "edges": 2 * int(kg.train.shape[0]),
         "params": model.num_parameters(), "setup_s": setup_s, "setup_mb": setup,
+        "malloc_env": {k: os.environ.get(k) for k in PINNED_MALLOC},
         "peak_train_mb": peak_mb(), "steps": steps, "steps_per_s": steps / train_s,
         "sampling_pct": 100 * sample_s[0] / train_s,
         "nodes_per_step": sum(n for n, _ in sizes) / max(steps, 1),
@@ -217,10 +234,13 @@ def child(args) -> dict:
     return out
 
 
-def run_child(scale: float, argv: list[str]) -> dict:
+def run_child(scale: float, argv: list[str], pinned_malloc: bool = False) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--scale", str(scale),
            *argv]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = {k: v for k, v in os.environ.items() if k not in PINNED_MALLOC}
+    if pinned_malloc:
+        env.update(PINNED_MALLOC)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     stdout, _ = proc.communicate()
     if proc.returncode:
         raise SystemExit(f"child for scale {scale} failed (exit {proc.returncode})")
@@ -246,6 +266,9 @@ def main() -> None:
                    "gradients + SparseAdam; the default here)")
     p.add_argument("--dense-embeddings", dest="sparse_embeddings", action="store_false",
                    help="dense entity-table gradients + Adam, for comparison")
+    p.add_argument("--malloc", choices=["both", "default", "pinned"], default="both",
+                   help="allocator of the children: 'both' runs each size with glibc's default "
+                   "(speed, peak RSS) and pinned (step working memory) settings")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -271,15 +294,27 @@ def main() -> None:
           f"{args.negatives} shared negatives, {args.steps} timed steps, "
           f"{'sparse' if args.sparse_embeddings else 'dense'} entity-table gradients\n",
           flush=True)
+    print(f"allocator: {args.malloc}"
+          + (f" ({' '.join(f'{k}={v}' for k, v in PINNED_MALLOC.items())})"
+             if args.malloc != "default" else "") + "\n", flush=True)
     rows = []
     for scale in args.scales:
-        row = run_child(scale, passthrough)
+        row = run_child(scale, passthrough, pinned_malloc=args.malloc == "pinned")
+        row["malloc"] = args.malloc if args.malloc != "both" else "default"
+        if args.malloc == "both":
+            pinned = run_child(scale, [*passthrough, "--no-inference"], pinned_malloc=True)
+            row["pinned"] = pinned
+            if "step_transient_mb" in pinned:
+                row["pinned_step_transient_mb"] = pinned["step_transient_mb"]
+            row["pinned_nodes_per_step"] = pinned["nodes_per_step"]
         rows.append(row)
         print(f"scale {scale:g}: {json.dumps(row)}", flush=True)
     cols = [("scale", "scale"), ("entities", "entities"), ("train triples", "train_triples"),
             ("params", "params"), ("setup s", "setup_s"), ("setup MB", "setup_mb"),
             ("peak MB", "peak_mb"), ("step MB", "step_mb"), ("state MB", "state_mb"),
             ("step transient MB", "step_transient_mb"),
+            *([("step MB (pinned malloc)", "pinned_step_transient_mb")]
+              if args.malloc == "both" else []),
             ("nodes / step", "nodes_per_step"), ("edges / step", "edges_per_step"),
             ("steps", "steps"), ("steps/s", "steps_per_s"), ("sampling %", "sampling_pct")]
     if args.inference:
@@ -290,7 +325,7 @@ def main() -> None:
     for row in rows:  # integers for counts and MB, 3 decimals for rates and seconds
         r = dict(row)
         for k in ("setup_mb", "peak_mb", "step_mb", "state_mb", "step_transient_mb",
-                  "nodes_per_step", "edges_per_step",
+                  "pinned_step_transient_mb", "nodes_per_step", "edges_per_step",
                   "gpu_peak_train_mb"):
             if k in r:
                 r[k] = f"{r[k]:,.0f}"
