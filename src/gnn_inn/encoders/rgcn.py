@@ -56,12 +56,27 @@ class TypedRGCNConv(RGCNConv):
             out = out + self.bias
         return out
 
+    # Cost model of the two evaluation orders in multiply-add units, calibrated on CPU with
+    # scripts/bench_rgcn_order.py (one layer, forward + backward; 15 shapes from Nations to
+    # wikikg2-sized sampled steps, these constants pick the faster order in all of them).
+    # Basis-first makes B passes over the [P, d_in] pair aggregates (scale, scatter, and their
+    # backward): while they fit in cache (P * d_in <= SCATTER_CACHE_ELEMENTS) an element costs
+    # about one multiply-add, beyond it ~20 (memory-bound). Per type, each non-empty type runs
+    # a few small kernels (split, matmul, their backward) worth ~1e5 multiply-adds. Counting
+    # multiply-adds alone picked basis-first on FB15k-237's full graph, 2.2x slower than per type.
+    SCATTER_CACHE_ELEMENTS = 4 * 2**20
+    SCATTER_COST = 20
+    TYPE_COST = 100_000
+
     def _basis_first(self, num_pairs: int, n: int) -> bool:
-        """Whether combining the pair aggregates per basis first is cheaper (multiply-adds)
-        than materialising the ``2R`` per-type weights and multiplying per pair."""
+        """Whether combining the pair aggregates per basis first is cheaper than
+        materialising the ``2R`` per-type weights and multiplying per type (see the cost
+        constants above; the number of non-empty types is bounded by ``min(2R, P)``)."""
         b, d_in, d_out = self.num_bases, self.in_channels_l, self.out_channels
-        basis_first = b * num_pairs * d_in + n * b * d_in * d_out
-        per_type = num_pairs * d_in * d_out + self.num_relations * b * d_in * d_out
+        scatter = self.SCATTER_COST if num_pairs * d_in > self.SCATTER_CACHE_ELEMENTS else 1
+        basis_first = scatter * b * num_pairs * d_in + n * b * d_in * d_out
+        per_type = (num_pairs * d_in * d_out + self.num_relations * b * d_in * d_out
+                    + self.TYPE_COST * min(self.num_relations, num_pairs))
         return basis_first < per_type
 
     def _basis_messages(self, agg: Tensor, pair_type: Tensor, pair_dst: Tensor,
