@@ -183,6 +183,8 @@ def child(args) -> dict:
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
+            if prof is not None:
+                prof.__enter__()
             mark["warm"] = rss_mb()
             mark["reset"] = reset_peak_rss()
             mark["t"] = time.perf_counter()
@@ -194,9 +196,18 @@ def child(args) -> dict:
         sizes.append(objective.last_subgraph)
         return out
 
+    prof = None
+    if args.profile:  # op-level CPU time of the timed steps, printed to stderr
+        from torch.profiler import ProfilerActivity, profile
+        prof = profile(activities=[ProfilerActivity.CPU])
     objective.subgraph = timed_subgraph
     # warm-up and timed steps in one epoch (one pass over the shuffled triples)
     trainer.train_epoch(max_steps=args.warmup + args.steps)
+    if prof is not None:
+        prof.__exit__(None, None, None)
+        print(f"profile of the {args.steps} timed steps at scale {args.scale:g}:\n"
+              + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile),
+              file=sys.stderr, flush=True)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     train_s = time.perf_counter() - mark["t"]
@@ -269,6 +280,10 @@ def main() -> None:
     p.add_argument("--malloc", choices=["both", "default", "pinned"], default="both",
                    help="allocator of the children: 'both' runs each size with glibc's default "
                    "(speed, peak RSS) and pinned (step working memory) settings")
+    p.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                   help="print the top ROWS ops (torch.profiler, self CPU time) of the timed "
+                   "steps of each default-allocator child to stderr; timings then include "
+                   "the profiler's overhead")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -287,6 +302,8 @@ def main() -> None:
                    "--threads", str(args.threads)]
     if not args.inference:
         passthrough.append("--no-inference")
+    if args.profile:
+        passthrough += ["--profile", str(args.profile)]
     passthrough.append("--sparse-embeddings" if args.sparse_embeddings
                        else "--dense-embeddings")
     print(f"R-GCN (typed, {len(args.fanout)} layers, {args.bases} bases) d={args.dim} + "
@@ -302,7 +319,8 @@ def main() -> None:
         row = run_child(scale, passthrough, pinned_malloc=args.malloc == "pinned")
         row["malloc"] = args.malloc if args.malloc != "both" else "default"
         if args.malloc == "both":
-            pinned = run_child(scale, [*passthrough, "--no-inference"], pinned_malloc=True)
+            pinned = run_child(scale, [*passthrough, "--no-inference", "--profile", "0"],
+                               pinned_malloc=True)
             row["pinned"] = pinned
             if "step_transient_mb" in pinned:
                 row["pinned_step_transient_mb"] = pinned["step_transient_mb"]
