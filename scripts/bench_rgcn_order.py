@@ -4,8 +4,9 @@
 orders (same result up to float rounding): *basis-first* combines the per-(target, type)
 aggregates per basis with scatters and multiplies once by the stacked bases; *per type*
 materialises the ``2R`` weights and multiplies each type's block of aggregates. This script
-times one layer's forward + backward both ways on random graphs of the shapes met in
-practice and prints which order the layer's cost model picks, so its constants
+times one layer's forward + backward both ways on random graphs shaped like the ones met in
+practice (some with the node, edge and (type, target) pair counts of the Nations, UMLS and
+FB15k-237 train graphs) and prints which order the layer's cost model picks, so its constants
 (``SCATTER_COST``, ``TYPE_COST``) can be checked or recalibrated on another machine.
 
 Usage::
@@ -25,8 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, print_header  # noqa: E402
 
-# (label, nodes n, edges E, edge types 2R, bases B, dim d, distinct (type, target) pairs or
-# None for uniformly random edges); the pair counts of Nations and UMLS are their train graphs'
+# (label, nodes n, edges E, edge types 2R, bases B, dim d[, distinct (type, target) pairs]);
+# without a pair count the edges are uniformly random; the "train graph" rows have the counts
+# of those datasets' train message graphs (with inverse edges)
 SHAPES = [
     ("Nations train graph, d=500, B=22", 14, 3_184, 110, 22, 500, 909),
     ("Nations train graph, d=200, B=10", 14, 3_184, 110, 10, 200, 909),

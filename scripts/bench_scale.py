@@ -173,6 +173,10 @@ def child(args) -> dict:
     subgraph = objective.subgraph
     calls = [0]
     mark: dict[str, float] = {}
+    prof = None
+    if args.profile:  # op-level CPU time of the timed steps, printed to stderr
+        from torch.profiler import ProfilerActivity, profile
+        prof = profile(activities=[ProfilerActivity.CPU])
 
     def timed_subgraph(*a, **kw):
         calls[0] += 1
@@ -196,10 +200,6 @@ def child(args) -> dict:
         sizes.append(objective.last_subgraph)
         return out
 
-    prof = None
-    if args.profile:  # op-level CPU time of the timed steps, printed to stderr
-        from torch.profiler import ProfilerActivity, profile
-        prof = profile(activities=[ProfilerActivity.CPU])
     objective.subgraph = timed_subgraph
     # warm-up and timed steps in one epoch (one pass over the shuffled triples)
     trainer.train_epoch(max_steps=args.warmup + args.steps)
@@ -324,7 +324,6 @@ def main() -> None:
             row["pinned"] = pinned
             if "step_transient_mb" in pinned:
                 row["pinned_step_transient_mb"] = pinned["step_transient_mb"]
-            row["pinned_nodes_per_step"] = pinned["nodes_per_step"]
         rows.append(row)
         print(f"scale {scale:g}: {json.dumps(row)}", flush=True)
     cols = [("scale", "scale"), ("entities", "entities"), ("train triples", "train_triples"),

@@ -57,13 +57,14 @@ class TypedRGCNConv(RGCNConv):
         return out
 
     # Cost model of the two evaluation orders in multiply-add units, calibrated on CPU with
-    # scripts/bench_rgcn_order.py (one layer, forward + backward; 15 shapes from Nations to
+    # scripts/bench_rgcn_order.py (one layer, forward + backward; 17 shapes from Nations to
     # wikikg2-sized sampled steps, these constants pick the faster order in all of them).
     # Basis-first makes B passes over the [P, d_in] pair aggregates (scale, scatter, and their
     # backward): while they fit in cache (P * d_in <= SCATTER_CACHE_ELEMENTS) an element costs
     # about one multiply-add, beyond it ~20 (memory-bound). Per type, each non-empty type runs
     # a few small kernels (split, matmul, their backward) worth ~1e5 multiply-adds. Counting
-    # multiply-adds alone picked basis-first on FB15k-237's full graph, 2.2x slower than per type.
+    # multiply-adds alone picked basis-first on FB15k-237's train graph, 1.8x slower than per
+    # type.
     SCATTER_CACHE_ELEMENTS = 4 * 2**20
     SCATTER_COST = 20
     TYPE_COST = 100_000
