@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,3 +87,21 @@ def run_dict(cfg: dict, *, out: str | Path, data_dir: str | None = None,
     path = out / "input.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return run_config(path, out=out, data_dir=data_dir, quiet=quiet)
+
+
+def run_child(cmd: list[str], *, tag: str, env: dict | None = None) -> tuple[dict, dict]:
+    """Run ``cmd`` in a fresh process; return the JSON after the last stdout line starting
+    with ``tag``, and ``{"peak_rss_mb", "seconds"}`` of that child (kernel rusage, so the
+    parent's own memory is not counted). stderr passes through; a failed child raises."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    stdout = proc.stdout.read()
+    proc.stdout.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(tag)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"child {shlex.join(cmd[:3])} ... failed (exit {proc.returncode}); "
+                           "see its stderr above")
+    return json.loads(lines[-1][len(tag):]), {"peak_rss_mb": usage.ru_maxrss / 1024,
+                                               "seconds": time.perf_counter() - t0}
