@@ -8,15 +8,17 @@ python scripts/campaign.py SPEC --commit                         # git-commit ea
 python scripts/campaign.py SPEC --tables                         # rewrite the tables only
 ```
 
-A campaign file names a dataset, a default budget (seconds of training; evaluation is not
+A campaign file names a dataset (and optionally a campaign id, default the dataset, which names
+the results folder and table), a default budget (seconds of training; evaluation is not
 counted, for either side) and thread count, and its runs: a project config plus ``--set``
 overrides, or a PyKEEN experiment file shipped with PyKEEN plus overrides. Each run trains in a
-fresh child process (peak RSS from the kernel, threads pinned), in ``runs/campaign/<dataset>/
+fresh child process (peak RSS from the kernel, threads pinned), in ``runs/campaign/<campaign>/
 <name>/``; a rerun skips finished runs and continues unfinished ones from their ``last.pt``
 (the training clock is saved in the checkpoint, so a budget is never spent twice). Each finished
-run writes ``docs/results/<dataset>/<name>.json`` (resolved config, machine, load, budget,
+run writes ``docs/results/<campaign>/<name>.json`` (resolved config, machine, load, budget,
 epochs, valid / test metrics, head / tail, per category and per relation) and the tables in
-``docs/results/<dataset>.md`` are regenerated from all JSON files of that dataset. Every
+``docs/results/<campaign>.md`` are regenerated from all JSON files of that campaign; a run's
+``reference`` (published numbers, with their ``source``) is printed beside it. Every
 contender, ours and PyKEEN's, is ranked by the same evaluator (filtered, realistic ties).
 """
 
@@ -68,11 +70,12 @@ def load_spec(path: str | Path) -> dict:
         if run["kind"] == "gnn_inn" and not (ROOT / run["config"]).is_file():
             raise SystemExit(f"{where} ({run['name']}): no config file {run['config']}")
     spec.setdefault("data_dir", None)
+    spec.setdefault("campaign", spec["dataset"])
     return spec
 
 
-def result_path(results_dir: Path, dataset: str, name: str) -> Path:
-    return results_dir / dataset / f"{name}.json"
+def result_path(results_dir: Path, campaign: str, name: str) -> Path:
+    return results_dir / campaign / f"{name}.json"
 
 
 # ------------------------------------------------------------------------ children
@@ -101,6 +104,9 @@ def child_gnn_inn(run: dict, out: Path, data_dir: str | None) -> dict:
 
     overrides = [*run["set"], f"train.time_budget={run['budget']}"]
     cfg = Config.load(ROOT / run["config"], overrides)
+    if cfg.dataset.name != run["dataset"]:
+        raise SystemExit(f"{run['name']}: {run['config']} trains on {cfg.dataset.name!r}, but "
+                         f"the campaign is on {run['dataset']!r}")
     trainer = trainer_from_config(cfg, data_dir=data_dir, out_dir=out, quiet=True)
     if (out / "last.pt").is_file():
         trainer.resume(out / "last.pt")
@@ -234,16 +240,19 @@ def child_main(payload: str) -> None:
 
 
 # --------------------------------------------------------------------------- tables
-def _load_rows(results_dir: Path, dataset: str) -> list[dict]:
+def _load_rows(results_dir: Path, campaign: str) -> list[dict]:
     rows = []
-    for path in sorted((results_dir / dataset).glob("*.json")):
+    for path in sorted((results_dir / campaign).glob("*.json")):
         rows.append(json.loads(path.read_text()))
     return rows
 
 
-def tables(results_dir: Path, dataset: str) -> str:
-    """The Markdown of ``docs/results/<dataset>.md``, from the committed JSON files."""
-    rows = _load_rows(results_dir, dataset)
+def tables(results_dir: Path, campaign: str, references: dict[str, dict] | None = None) -> str:
+    """The Markdown of ``docs/results/<campaign>.md``, from the committed JSON files;
+    ``references``: published numbers per run name, printed on their own row below it."""
+    rows = _load_rows(results_dir, campaign)
+    references = references or {}
+    dataset = rows[0]["dataset"] if rows else campaign
     flat = []
     for r in sorted(rows, key=lambda r: -r["test"]["mrr"]):
         flat.append({
@@ -255,8 +264,17 @@ def tables(results_dir: Path, dataset: str) -> str:
             "rss": f"{r['peak_rss_mb']:,.0f}",
             "load": "/".join(f"{x:.1f}" for x in r["load_before"][:1] + r["load_after"][:1]),
         })
+        ref = references.get(r["name"])
+        if ref:
+            flat.append({"name": f"{r['name']}: {ref.get('source', 'published')}",
+                         "kind": "reference",
+                         **{k: ref[m] for k, m in (("mrr", "mrr"), ("h1", "hits@1"),
+                                                    ("h3", "hits@3"), ("h10", "hits@10"),
+                                                    ("mr", "mr")) if m in ref}})
+            if "mr" in flat[-1]:
+                flat[-1]["mr"] = f"{flat[-1]['mr']:.0f}"
     lines = [
-        f"# {dataset}: campaign results",
+        f"# {campaign}: campaign results ({dataset})",
         "",
         "Written by `scripts/campaign.py` from the JSON files in this folder; do not edit by "
         "hand. Filtered ranking against all entities, both directions, realistic ties; every "
@@ -300,16 +318,17 @@ def tables(results_dir: Path, dataset: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(results_dir: Path, dataset: str) -> Path:
-    path = results_dir / f"{dataset}.md"
-    path.write_text(tables(results_dir, dataset))
+def write_tables(results_dir: Path, spec: dict) -> Path:
+    refs = {r["name"]: r["reference"] for r in spec["runs"] if r.get("reference")}
+    path = results_dir / f"{spec['campaign']}.md"
+    path.write_text(tables(results_dir, spec["campaign"], refs))
     return path
 
 
 # ----------------------------------------------------------------------------- main
 def run_one(spec: dict, run: dict, *, runs_dir: Path, results_dir: Path) -> dict:
     dataset = spec["dataset"]
-    out = runs_dir / dataset / run["name"]
+    out = runs_dir / spec["campaign"] / run["name"]
     job = {"run": {**run, "dataset": dataset}, "out": str(out), "data_dir": spec["data_dir"]}
     env = {**os.environ, "OMP_NUM_THREADS": str(run["threads"]),
            "MKL_NUM_THREADS": str(run["threads"])}
@@ -319,6 +338,7 @@ def run_one(spec: dict, run: dict, *, runs_dir: Path, results_dir: Path) -> dict
                             json.dumps(job)], tag=RESULT_TAG, env=env)
     row = {
         "name": run["name"], "kind": run["kind"], "dataset": dataset,
+        "campaign": spec["campaign"],
         "budget": float(run["budget"]), "threads": int(run["threads"]),
         **row,
         "wall_seconds": time.perf_counter() - t0,
@@ -327,7 +347,7 @@ def run_one(spec: dict, run: dict, *, runs_dir: Path, results_dir: Path) -> dict
         "machine": {**machine_info(), "torch_threads": int(run["threads"])},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    path = result_path(results_dir, dataset, run["name"])
+    path = result_path(results_dir, spec["campaign"], run["name"])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(row, indent=2) + "\n")
@@ -355,7 +375,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--commit", action="store_true",
                    help="git-commit each result JSON and the tables as soon as a run finishes")
     p.add_argument("--detach", action="store_true",
-                   help="run in the background; output goes to <runs-dir>/<dataset>/campaign.log")
+                   help="run in the background; output goes to <runs-dir>/<campaign>/campaign.log")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -371,12 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir:
         spec["data_dir"] = args.data_dir
     runs_dir, results_dir = Path(args.runs_dir), Path(args.results_dir)
-    dataset = spec["dataset"]
+    campaign = spec["campaign"]
     if args.tables:
-        print(write_tables(results_dir, dataset))
+        print(write_tables(results_dir, spec))
         return 0
     if args.detach:
-        log = runs_dir / dataset / "campaign.log"
+        log = runs_dir / campaign / "campaign.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--detach"]
         with open(log, "a") as f:
@@ -394,18 +414,18 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info()
     print("machine:", ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
     for run in runs:
-        path = result_path(results_dir, dataset, run["name"])
+        path = result_path(results_dir, campaign, run["name"])
         if path.is_file() and not args.force:
             print(f"{run['name']}: done ({path})", flush=True)
             continue
         print(f"{run['name']}: training ({run['budget']:.0f} s budget, {run['threads']} "
               f"thread(s))", flush=True)
         row = run_one(spec, run, runs_dir=runs_dir, results_dir=results_dir)
-        table = write_tables(results_dir, dataset)
+        table = write_tables(results_dir, spec)
         print(f"{run['name']}: test MRR {row['test']['mrr']:.4f} after {row['epochs']} epochs "
               f"({row['train_seconds']:.0f} s training)", flush=True)
         if args.commit:
-            commit([path, table], f"campaign {dataset}: {run['name']} test MRR "
+            commit([path, table], f"campaign {campaign}: {run['name']} test MRR "
                    f"{row['test']['mrr']:.3f} ({row['budget']:.0f} s budget, "
                    f"{row['epochs']} epochs)")
     return 0
