@@ -431,6 +431,10 @@ def _build_heterogeneous(name: str, graph: dict[str, Any], splits: dict[str, Any
 def _unpickler_reason(e: Exception) -> str:
     """The line of torch's long ``weights_only`` message that says what was refused."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "GLOBAL " in ln:
+            name = ln.split("GLOBAL ", 1)[1].split()[0].rstrip(".,")
+            return f"refused global {name!r}"
     for i, ln in enumerate(lines):
         if "WeightsUnpickler error" in ln:
             return " ".join(lines[i : i + 2])[:300]
