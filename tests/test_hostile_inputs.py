@@ -151,20 +151,28 @@ def test_trust_checkpoint_is_an_explicit_opt_in(tmp_path, capsys):
     assert rc == 2 and "not a gnn_inn checkpoint" in _one_line_error(err, "evaluate")
 
 
-def _registry_configs() -> list[Path]:
-    """Shipped small-dataset configs: together they name every decoder, flow family and
-    encoder of the registries (checked by the test below)."""
-    return sorted([*ROOT.glob("configs/nations_*.yaml"),
-                   ROOT / "configs" / "synthetic_none_stochastic_flow.yaml"])
+def _registry_configs() -> dict[str, dict]:
+    """Shipped small-dataset configs (+ the GNN variational encoder, which no shipped config
+    uses): together they name every decoder, flow and encoder of the registries (checked by
+    the test below)."""
+    paths = sorted([*ROOT.glob("configs/nations_*.yaml"),
+                    ROOT / "configs" / "synthetic_none_stochastic_flow.yaml"])
+    out = {p.name: yaml.safe_load(p.read_text()) for p in paths}
+    vgnn = yaml.safe_load((ROOT / "configs" / "nations_variational_distmult_lim.yaml").read_text())
+    vgnn["model"]["encoder"] = {"name": "variational_gnn", "base": "rgcn"}
+    out["variational_gnn"] = vgnn
+    return out
 
 
 def test_the_configs_below_cover_every_registered_part():
     from gnn_inn.decoders import DECODERS
     from gnn_inn.encoders import ENCODERS
+    from gnn_inn.flows import FLOWS
 
-    cfgs = [Config.load(p) for p in _registry_configs()]
+    cfgs = [Config.from_dict(c) for c in _registry_configs().values()]
     assert {c.model.decoder["name"] for c in cfgs} == set(DECODERS)
-    assert {c.model.encoder["name"] for c in cfgs} | {"variational_gnn"} == set(ENCODERS)
+    assert {c.model.encoder["name"] for c in cfgs} == set(ENCODERS)
+    assert {c.model.decoder.get("flow") for c in cfgs} >= set(FLOWS)
 
 
 def _save_one_step(config: Config, kg, path: Path) -> None:
@@ -177,11 +185,11 @@ def _save_one_step(config: Config, kg, path: Path) -> None:
 
 
 @needs_data
-@pytest.mark.parametrize("path", _registry_configs(), ids=lambda p: p.name)
-def test_every_genuine_checkpoint_loads_weights_only(tmp_path, path):
+@pytest.mark.parametrize("name", list(_registry_configs()))
+def test_every_genuine_checkpoint_loads_weights_only(tmp_path, name):
     """A checkpoint of every decoder / encoder loads with ``weights_only=True`` and no
     allow-list at all: it holds tensors and plain values only."""
-    raw = yaml.safe_load(path.read_text())
+    raw = _registry_configs()[name]
     raw["train"].update(epochs=1, batch_size=1024, device="cpu")
     if raw["model"]["encoder"]["name"] == "none":  # GNN / ConvE shapes depend on the dim
         raw["model"]["dim"] = 16
@@ -365,6 +373,18 @@ def test_nan_loss_stops_with_epoch_step_and_keeps_the_last_good_checkpoint(
     assert last["epoch"] == 1
     assert all(bool(torch.isfinite(v).all()) for v in last["model"].values())
     assert not (out / "results.json").exists() and stdout == ""
+
+
+@needs_data
+def test_a_real_divergence_stops_in_its_first_epoch_and_writes_no_weights(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, stdout, err = _run(capsys, ["train", "--config", str(_cfg(tmp_path)), "--out", str(out),
+                                    "--data-dir", DATA, "--quiet", "--set", "train.lr=1e30",
+                                    "--set", "train.optimizer=adagrad"])
+    assert rc == 2 and stdout == ""
+    line = _one_line_error(err, "train")
+    assert line.startswith("gnn-inn train: error: epoch 1, step ") and "not finite" in line
+    assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
 
 
 def test_non_finite_gradient_is_caught_before_the_optimiser_step():
@@ -724,10 +744,3 @@ def test_a_kill_between_checkpoint_and_log_line_repeats_no_line(tmp_path, monkey
     assert epochs == [1, 3]  # epoch 2's line died with the process; none is repeated
     assert trim_metrics(out, 1) == 1
 
-
-def test_kinship_download_is_pinned_or_says_so():
-    from gnn_inn.data.datasets import DATASETS
-
-    spec = DATASETS["kinship"]
-    pinned = [s for s, d in spec.sha256.items() if d]
-    assert pinned == [] or len(pinned) == 3

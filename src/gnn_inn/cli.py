@@ -319,10 +319,9 @@ def _message(e: BaseException) -> str:
         text = f"{type(e).__name__}: {e}"
     else:
         text = str(e) or type(e).__name__
-        from .config import ConfigError
-        from .training.checkpoint import CheckpointError
+        from .training.guards import NonFiniteError
 
-        if not isinstance(e, (ConfigError, CheckpointError, ValueError, FileNotFoundError)):
+        if not isinstance(e, (ValueError, FileNotFoundError, NonFiniteError)):
             text = f"{type(e).__name__}: {text}"
     return " ".join(text.split())
 
