@@ -445,7 +445,9 @@ def test_unreadable_checkpoint_files_get_one_line(run, tmp_path, capsys, kind):
             z.writestr("archive/data.pkl", b"\x80\x02junk")
     rc, out, err = _run(capsys, ["evaluate", str(p), "--data-dir", DATA])
     assert rc == 2 and out == ""
-    assert str(p) in _one_line_error(err, "evaluate")
+    line = _one_line_error(err, "evaluate")
+    assert str(p) in line
+    assert "refused to load global" not in line  # junk is not reported as an attack
 
 
 # ============================================================ 6. settings
@@ -688,6 +690,21 @@ def test_offline_download_names_the_folders_looked_in(tmp_path, capsys, monkeypa
     line = _one_line_error(err, "stats")
     assert str(tmp_path / "datsets" / "umls") in line and "download failed" in line
     assert "name resolution" in line
+
+
+def test_offline_ogb_download_names_the_folders_looked_in(tmp_path, capsys, monkeypatch):
+    import urllib.request
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setenv("GNN_INN_DATA", str(tmp_path / "ogb_dtaa"))  # mistyped
+    monkeypatch.setenv("GNN_INN_CACHE", str(tmp_path / "cache"))
+    rc, _, err = _run(capsys, ["stats", "ogbl-wikikg2"])
+    assert rc == 2
+    line = _one_line_error(err, "stats")
+    assert str(tmp_path / "ogb_dtaa" / "ogbl_wikikg2") in line and "download failed" in line
 
 
 # ============================================================ 11. smaller ones

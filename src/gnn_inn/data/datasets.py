@@ -180,11 +180,14 @@ def dataset_folder(name: str, data_dir: str | None = None, *, allow_download: bo
                    ) -> Path:
     """The verified local folder of the registered dataset ``name`` (downloading if needed)."""
     spec = DATASETS[name]
-    for base in (data_dir, os.environ.get("GNN_INN_DATA")):
+    for what, base in (("data_dir", data_dir), ("GNN_INN_DATA", os.environ.get("GNN_INN_DATA"))):
         if base and _has_splits(Path(base) / name):
             folder = Path(base) / name
             verify(folder, spec)
             return folder
+        if base:
+            log.warning("dataset %r: %s=%s holds no %s/{train,valid,test}.txt; looking further",
+                        name, what, base, name)
     cached = cache_dir() / name
     if _has_splits(cached):
         verify(cached, spec)

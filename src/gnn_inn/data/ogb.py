@@ -489,6 +489,15 @@ def load_ogb(name: str, data_dir: str | os.PathLike | None = None, *,
             else:
                 graph = _read_graph(folder, meta)
         splits = _read_splits(folder, meta, trust_pickle)
+    except OSError as e:  # URLError, timeouts, an unwritable cache
+        if not downloaded:
+            raise
+        looked = ", ".join(str(Path(b) / ogb_folder_name(key)) for b in
+                           (data_dir, os.environ.get("GNN_INN_DATA"), cache_dir()) if b)
+        raise FileNotFoundError(
+            f"{key}: not found locally (looked for {looked}), and ogb's download failed "
+            f"({getattr(e, 'reason', None) or e}); point dataset.data_dir / --data-dir at the "
+            f"folder that holds {ogb_folder_name(key)}/") from None
     except EOFError as e:
         raise RuntimeError(
             f"{key}: ogb asked a question on stdin (large download, or an outdated folder under "

@@ -206,10 +206,7 @@ def _refused_global(e: Exception) -> str:
         if marker in text:
             name = text.split(marker, 1)[1].split()[0]
             return name.rstrip(".,")
-    for line in text.splitlines():
-        if "WeightsUnpickler error" in line:
-            return line.split("WeightsUnpickler error:", 1)[-1].strip() or "an object"
-    return "an object"
+    return "?"
 
 
 def _load(path: Path, map_location, trusted: bool) -> Any:
@@ -240,15 +237,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         raise CheckpointError(f"{path}: not a file (a checkpoint is a .pt file)")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a gnn_inn checkpoint")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if not magic.startswith((b"PK\x03\x04", b"\x80")):  # torch's zip format, or a pickle
+        raise CheckpointError(f"{path}: not a gnn_inn checkpoint (neither a torch zip archive "
+                              f"nor a pickle; starts with {magic!r})")
     try:
         ckpt = _load(path, map_location, trusted)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" in str(e):
+        if "Weights only load failed" in str(e) and "GLOBAL " in str(e):
             raise CheckpointError(
                 f"{path}: refused to load global {_refused_global(e)!r} (not a gnn_inn "
                 f"checkpoint, or one that is untrusted); {TRUST_HINT}") from None
+        reason = next((ln.split("error:", 1)[-1].strip() for ln in str(e).splitlines()
+                       if "WeightsUnpickler error" in ln), str(e).splitlines()[0] if str(e) else "")
         raise CheckpointError(f"{path}: not a gnn_inn checkpoint (unreadable pickle: "
-                              f"{str(e).splitlines()[0][:120]})") from None
+                              f"{reason[:120]})") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError,
             AttributeError, ImportError, IndexError, MemoryError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
