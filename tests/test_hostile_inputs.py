@@ -341,6 +341,34 @@ def test_a_second_writer_is_refused_while_a_run_holds_the_folder(tmp_path, capsy
 
 
 @needs_data
+def test_a_run_in_another_process_blocks_a_second_writer(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    module = ROOT / "src" / "gnn_inn" / "training" / "run_dir.py"  # stdlib only: fast start
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import importlib.util, sys; from pathlib import Path\n"
+         f"spec = importlib.util.spec_from_file_location('run_dir', {str(module)!r})\n"
+         "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+         f"with m.run_lock(Path({str(out)!r})):\n"
+         "    print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        rc, _, err = _run(capsys, ["train", "--config", str(_cfg(tmp_path)), "--out", str(out),
+                                   "--data-dir", DATA, "--quiet"])
+        assert rc == 2
+        assert f"pid {holder.pid}" in _one_line_error(err, "train")
+    finally:
+        holder.communicate("", timeout=60)
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
+    holder_gone = _run(capsys, ["train", "--config", str(_cfg(tmp_path)), "--out", str(out),
+                                "--data-dir", DATA, "--quiet"])
+    assert holder_gone[0] == 0
+
+
+@needs_data
 def test_out_naming_a_file_is_refused(tmp_path, capsys):
     f = tmp_path / "results.txt"
     f.write_text("keep me")
