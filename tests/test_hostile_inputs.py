@@ -491,6 +491,12 @@ def test_unreadable_checkpoint_files_get_one_line(run, tmp_path, capsys, kind):
     ("train.optimizer=sgdd", "train.optimizer"), ("model.decoder={dim: 3}", "model.decoder"),
     ("train.scheduler={name: step, gamma: fast}", "train.scheduler.gamma"),
     ("train.scheduler={name: warmup}", "train.scheduler.name"),
+    ("train.scheduler={name: step, step_size: 0}", "train.scheduler.step_size"),
+    ("train.scheduler={name: exponential, gamma: -1}", "train.scheduler.gamma"),
+    ("train.scheduler={name: cosine, T_max: 0}", "train.scheduler.T_max"),
+    ("train.loss={name: nssa, num_negatives: 0}", "train.loss.num_negatives"),
+    ("train.loss={name: nssa, adversarial_temperature: -1}",
+     "train.loss.adversarial_temperature"),
 ])
 def test_harmful_settings_are_refused_by_key(tmp_path, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

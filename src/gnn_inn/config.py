@@ -295,6 +295,18 @@ def _named(spec: Any, key: str, source: str, *, optional: bool = False) -> None:
                           f"{{name: ...}}), got {spec!r}")
 
 
+#: ranges of the numeric options of losses and schedulers that the config may set
+_LOSS_RANGES: dict[str, dict[str, Any]] = {
+    "num_negatives": {"low": 1}, "adversarial_temperature": {"low": 0},
+    "margin": {}, "gaussian_weight": {"low": 0}, "nll_weight": {"low": 0},
+}
+_SCHEDULER_RANGES: dict[str, dict[str, Any]] = {
+    "step_size": {"low": 1}, "gamma": {"low": 0, "low_open": True}, "T_max": {"low": 1},
+    "eta_min": {"low": 0}, "factor": {"low": 0, "high": 1, "low_open": True, "high_open": True},
+    "patience": {"low": 0}, "cooldown": {"low": 0}, "min_lr": {"low": 0},
+}
+
+
 def validate(config: Config, *, source: str = "<config>") -> None:
     """Check the type and range of every setting; :class:`ConfigError` names the key."""
     m, t, e = config.model, config.train, config.eval
@@ -307,6 +319,9 @@ def validate(config: Config, *, source: str = "<config>") -> None:
     if "label_smoothing" in t.loss:
         _num(t.loss["label_smoothing"], "train.loss.label_smoothing", source, low=0, high=1,
              high_open=True)
+    for k, kw in _LOSS_RANGES.items():
+        if k in t.loss:
+            _num(t.loss[k], f"train.loss.{k}", source, **kw)
     _num(t.epochs, "train.epochs", source, low=1)
     _num(t.batch_size, "train.batch_size", source, low=1)
     _num(t.lr, "train.lr", source, low=0, low_open=True)
@@ -323,6 +338,9 @@ def validate(config: Config, *, source: str = "<config>") -> None:
         for k, v in t.scheduler.items():
             if isinstance(v, str) and k != "name" and k not in ("mode", "threshold_mode"):
                 raise ConfigError(f"{source}: train.scheduler.{k} must be a number, got {v!r}")
+        for k, kw in _SCHEDULER_RANGES.items():
+            if k in t.scheduler:
+                _num(t.scheduler[k], f"train.scheduler.{k}", source, **kw)
     _num(t.grad_clip, "train.grad_clip", source, low=0, low_open=True, optional=True)
     _num(t.eval_every, "train.eval_every", source, low=0)
     _num(t.patience, "train.patience", source, low=0)
