@@ -40,17 +40,24 @@ def _fmt(metrics: dict) -> str:
     return _json({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()})
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     v = int(text)
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be ≥ 1, got {v}")
     return v
 
 
-def _non_negative(text: str) -> int:
+def non_negative_int(text: str) -> int:
     v = int(text)
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be ≥ 0, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return v
 
 
@@ -270,15 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--head", help="head entity name: predict tails")
     pr.add_argument("--tail", help="tail entity name: predict heads")
     pr.add_argument("--relation", required=True)
-    pr.add_argument("--k", type=_positive, default=10, help="number of answers (≥ 1)")
+    pr.add_argument("--k", type=positive_int, default=10, help="number of answers (≥ 1)")
     pr.add_argument("--data-dir")
     pr.set_defaults(func=cmd_predict)
 
     c = sub.add_parser("certify", help="invertibility certificate of a flow-decoder checkpoint")
     c.add_argument("checkpoint")
-    c.add_argument("--per-relation", type=_positive, default=256,
+    c.add_argument("--per-relation", type=positive_int, default=256,
                    help="entity embeddings sampled per relation for the round trips")
-    c.add_argument("--samples", type=_non_negative, default=16,
+    c.add_argument("--samples", type=non_negative_int, default=16,
                    help="log-det checks against autograd")
     c.add_argument("--data-dir")
     c.set_defaults(func=cmd_certify)
@@ -288,9 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--head", help="head entity name: sample tails")
     sm.add_argument("--tail", help="tail entity name: sample heads (the mirror model)")
     sm.add_argument("--relation", required=True)
-    sm.add_argument("--n", type=_positive, default=20, help="number of samples")
+    sm.add_argument("--n", type=positive_int, default=20, help="number of samples")
     sm.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
-    sm.add_argument("--temperature", type=_positive_float, default=1.0,
+    sm.add_argument("--temperature", type=positive_float, default=1.0,
                     help="base-distribution scale T (z ~ N(0, T²I)); < 1: fewer, likelier "
                          "answers")
     sm.add_argument("--data-dir")
@@ -302,21 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _positive_float(text: str) -> float:
-    v = float(text)
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return v
-
-
 def _message(e: BaseException) -> str:
     """One line naming the cause (and the file, for OS errors)."""
     if isinstance(e, OSError) and e.filename is not None:
         text = f"{e.filename}: {e.strerror or e}"
         if e.filename2 is not None:
             text += f" ({e.filename2})"
-    elif isinstance(e, (KeyError, LookupError)) and not isinstance(e, ValueError):
-        text = f"{type(e).__name__}: {e}"
     else:
         text = str(e) or type(e).__name__
         from .training.guards import NonFiniteError
