@@ -710,6 +710,18 @@ def test_read_only_out_folder_gets_one_line(tmp_path, capsys):
     assert rc == 2 and str(out) in _one_line_error(err, "train")
 
 
+@needs_data
+def test_an_unwritable_run_file_is_named(tmp_path, capsys):
+    """An OS error while writing (here: ``config.yaml`` is a folder; a read-only folder or a
+    full disk give the same path) is one line naming the file."""
+    out = tmp_path / "run"
+    (out / "config.yaml").mkdir(parents=True)
+    rc, _, err = _run(capsys, ["train", "--config", str(_cfg(tmp_path)), "--out", str(out),
+                               "--data-dir", DATA, "--quiet", "--overwrite"])
+    assert rc == 2
+    assert _one_line_error(err, "train").endswith(f"{out / 'config.yaml'}: Is a directory")
+
+
 def test_offline_download_names_the_folders_looked_in(tmp_path, capsys, monkeypatch):
     import gnn_inn.data.datasets as ds
 
