@@ -542,6 +542,17 @@ def test_resume_refuses_a_changed_setting_by_name(run, tmp_path, capsys, overrid
 
 
 @needs_data
+def test_resume_refuses_more_epochs_under_a_cosine_schedule_sized_by_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = str(_cfg(tmp_path))
+    base = ["train", "--config", cfg, "--out", str(out), "--data-dir", DATA, "--quiet",
+            "--set", "train.scheduler={name: cosine}"]
+    assert _run(capsys, base)[0] == 0
+    rc, _, err = _run(capsys, [*base, "--resume", "--set", "train.epochs=3"])
+    assert rc == 2 and "train.epochs=2" in _one_line_error(err, "train")
+
+
+@needs_data
 def test_resume_applies_a_longer_run_and_records_it(run, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(run, out)

@@ -383,6 +383,9 @@ def check_resume_config(saved: dict[str, Any], config: Config, *, source: str) -
     new = _flat(config.to_dict())
     changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     refused = [k for k in changed if k not in RESUMABLE]
+    sched = config.train.scheduler or {}
+    if "train.epochs" in changed and sched.get("name") == "cosine" and "T_max" not in sched:
+        refused.insert(0, "train.epochs")  # the saved cosine schedule's T_max is the old value
     if refused:
         k = refused[0]
         more = f" (and {', '.join(refused[1:])})" if len(refused) > 1 else ""
