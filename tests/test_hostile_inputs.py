@@ -369,6 +369,18 @@ def test_a_run_in_another_process_blocks_a_second_writer(tmp_path, capsys):
 
 
 @needs_data
+def test_resume_without_last_pt_does_not_replace_the_other_run_files(run, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    (out / "last.pt").unlink()  # e.g. a finished run slimmed to best.pt
+    best = (out / "best.pt").read_bytes()
+    rc, _, err = _run(capsys, ["train", "--config", str(_cfg(tmp_path)), "--out", str(out),
+                               "--data-dir", DATA, "--quiet", "--resume"])
+    assert rc == 2 and "no last.pt" in _one_line_error(err, "train")
+    assert (out / "best.pt").read_bytes() == best
+
+
+@needs_data
 def test_out_naming_a_file_is_refused(tmp_path, capsys):
     f = tmp_path / "results.txt"
     f.write_text("keep me")

@@ -39,9 +39,16 @@ def check_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
                           f"{out} or replace it, not both")
     if out.exists() and not out.is_dir():
         raise RunDirError(f"--out {out}: is a file, not a folder; name a folder for the run")
-    if not out.is_dir() or resume:
+    if not out.is_dir():
         return
     held = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
+    if resume:
+        run_files = [n for n in held if n in RUN_FILES]
+        if run_files and "last.pt" not in run_files:
+            raise RunDirError(
+                f"--resume: {out} holds {', '.join(run_files)} but no last.pt to continue from; "
+                "a new run would replace them: pass --overwrite, or choose another --out")
+        return
     if held and not overwrite:
         shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
         raise RunDirError(
