@@ -1,7 +1,8 @@
 r"""OGB knowledge-graph datasets (``ogbl-biokg``, ``ogbl-wikikg2``) as :class:`KnowledgeGraph`.
 
-Both load through ``ogb.linkproppred.LinkPropPredDataset`` (the official loader), from a local
-copy when one exists, else downloaded by ogb into the cache. The result is an
+Both load from a local copy in ogb's on-disk layout when one exists (the graph read from the raw
+files with ogb's own readers, the split files with ``weights_only``; see below), else they are
+downloaded into the cache by ``ogb.linkproppred.LinkPropPredDataset``. The result is an
 :class:`OGBKnowledgeGraph`: a :class:`KnowledgeGraph` whose valid / test rows carry OGB's
 candidate sets, so that evaluation follows the leaderboard protocol
 (:func:`gnn_inn.evaluation.ogb.evaluate_ogb`: the true entity against the 500 provided negatives

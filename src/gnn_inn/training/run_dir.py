@@ -1,7 +1,8 @@
 """The run folder (``gnn-inn train --out DIR``): refuse to overwrite, lock for the run's life.
 
 * A folder that already holds files is refused unless the run resumes it (``--resume``) or
-  replaces it (``--overwrite``, which deletes the run files listed in :data:`RUN_FILES`).
+  replaces it (``--overwrite``, which deletes the run files listed in :data:`RUN_FILES`);
+  ``--resume`` into a folder that holds run files but no ``last.pt`` is refused too.
 * ``DIR/.lock`` is held for the life of the run: an exclusive ``fcntl.flock`` (released by the
   kernel when the process dies, so a killed run leaves no stale lock); where ``fcntl`` is
   missing, the lock file is created with ``O_EXCL`` and removed at the end. A second writer
