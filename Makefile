@@ -41,7 +41,7 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 install: $(VENV)/.installed-base
 
 demo: $(VENV)/.installed-base
-	$(VENV)/bin/gnn-inn train --config configs/quickstart.yaml --out runs/quickstart
+	$(VENV)/bin/gnn-inn train --config configs/quickstart.yaml --out runs/quickstart --overwrite
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -1,7 +1,8 @@
 """The ``gnn-inn`` command.
 
 ```
-gnn-inn train --config FILE [--set key=value ...] [--out DIR] [--data-dir DIR] [--resume]
+gnn-inn train --config FILE [--set key=value ...] [--out DIR] [--data-dir DIR]
+              [--resume | --overwrite]
 torchrun --standalone --nproc_per_node N -m gnn_inn.cli train ...  (data-parallel training)
 gnn-inn evaluate CHECKPOINT [--split test]
 gnn-inn stats DATASET [--data-dir DIR]
@@ -10,7 +11,9 @@ gnn-inn certify CHECKPOINT                                    (flow decoders: in
 gnn-inn sample CHECKPOINT --head H --relation R [--n 20] [--seed 0]  (stochastic decoders)
 ```
 Results go to stdout as JSON (``train`` prints the test metrics as its last line); logs and
-progress bars go to stderr.
+progress bars go to stderr. Errors are one line ``gnn-inn <command>: error: ...`` on stderr
+with exit code 2 (the traceback too with ``-v``). Checkpoints load with tensors and plain
+values only; ``--trust-checkpoint`` loads a file you trust that needs more (it may run code).
 """
 
 from __future__ import annotations
@@ -18,27 +21,75 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from . import __version__
 
 
+def _json(obj, **kwargs) -> str:
+    """Strict JSON (no NaN / Infinity: non-finite numbers become ``null``)."""
+    from .training.checkpoint import finite_or_none
+
+    return json.dumps(finite_or_none(obj), allow_nan=False, **kwargs)
+
+
 def _fmt(metrics: dict) -> str:
-    return json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()})
+    return _json({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()})
+
+
+def positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {v}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
 
 
 def cmd_train(args) -> int:
     from .config import Config
-    from .experiment import trainer_from_config
+    from .training.run_dir import check_run_dir, clear_run_files, run_lock
 
     config = Config.load(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 owns the folder
+        return _train(args, config, out)
+    check_run_dir(out, resume=args.resume, overwrite=args.overwrite)
+    with run_lock(out):
+        if args.overwrite:
+            gone = clear_run_files(out)
+            if gone:
+                logging.info("--overwrite: removed %s from %s", ", ".join(gone), out)
+        return _train(args, config, out)
+
+
+def _train(args, config, out: Path) -> int:
+    from .experiment import trainer_from_config
+    from .training.run_dir import trim_metrics
+
     trainer = trainer_from_config(config, data_dir=args.data_dir, out_dir=out, quiet=args.quiet)
     if args.resume:
         last = out / "last.pt"
         if last.is_file():
-            trainer.resume(last)
+            trainer.resume(last, trusted=args.trust_checkpoint)
+            if trainer.dist.is_main and trim_metrics(out, trainer.epoch):
+                logging.info("--resume: dropped metrics.jsonl lines after epoch %d",
+                             trainer.epoch)
         else:
             logging.warning("--resume: no %s yet, starting from scratch", last)
     kg = trainer.kg
@@ -64,7 +115,8 @@ def cmd_evaluate(args) -> int:
     from .experiment import load_trained
     from .training import Trainer
 
-    model, kg, config = load_trained(args.checkpoint, data_dir=args.data_dir)
+    model, kg, config = load_trained(args.checkpoint, data_dir=args.data_dir,
+                                     trusted=args.trust_checkpoint)
     trainer = Trainer(model=model, kg=kg, config=config, quiet=True)
     res = trainer.evaluate(args.split)
     print(_fmt(res.metrics()))
@@ -75,7 +127,7 @@ def cmd_stats(args) -> int:
     from .data import load_dataset
 
     kg = load_dataset(args.dataset, data_dir=args.data_dir)
-    print(json.dumps({"dataset": kg.name, **kg.stats()}, indent=2))
+    print(_json({"dataset": kg.name, **kg.stats()}, indent=2))
     return 0
 
 
@@ -84,15 +136,16 @@ def cmd_predict(args) -> int:
 
     from .experiment import load_trained
 
-    model, kg, _ = load_trained(args.checkpoint, data_dir=args.data_dir)
+    if (args.head is None) == (args.tail is None):
+        raise ValueError("give exactly one of --head (tail query) or --tail (head query)")
+    model, kg, _ = load_trained(args.checkpoint, data_dir=args.data_dir,
+                                trusted=args.trust_checkpoint)
     ent_id = {n: i for i, n in enumerate(kg.entity_names)}
     rel_id = {n: i for i, n in enumerate(kg.relation_names)}
-    if (args.head is None) == (args.tail is None):
-        raise SystemExit("predict: give exactly one of --head (tail query) or --tail (head query)")
     anchor_name = args.head if args.head is not None else args.tail
     for name, table, what in ((anchor_name, ent_id, "entity"), (args.relation, rel_id, "relation")):
         if name not in table:
-            raise SystemExit(f"predict: unknown {what} {name!r} (not in the dataset's vocabulary)")
+            raise ValueError(f"unknown {what} {name!r} (not in the dataset's vocabulary)")
     a = torch.tensor([ent_id[anchor_name]])
     r = torch.tensor([rel_id[args.relation]])
     with torch.no_grad():
@@ -108,7 +161,7 @@ def cmd_predict(args) -> int:
     rows = [{"rank": i + 1, "entity": kg.entity_names[e], "score": round(float(s), 6),
              "known_train_answer": e in known}
             for i, (s, e) in enumerate(zip(top.values.tolist(), top.indices.tolist()))]
-    print(json.dumps({"query": query, "answers": rows}, indent=2))
+    print(_json({"query": query, "answers": rows}, indent=2))
     return 0
 
 
@@ -116,14 +169,19 @@ def cmd_certify(args) -> int:
     from .decoders.certificate import certify
     from .experiment import load_trained
 
-    model, _, _ = load_trained(args.checkpoint, data_dir=args.data_dir)
+    model, _, _ = load_trained(args.checkpoint, data_dir=args.data_dir,
+                               trusted=args.trust_checkpoint)
     cert = certify(model, per_relation=args.per_relation, jacobian_samples=args.samples)
     results = Path(args.checkpoint).with_name("results.json")
     if results.is_file():
-        data = json.loads(results.read_text())
+        try:
+            data = json.loads(results.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise ValueError(f"{results}: not valid JSON ({e}); the certificate is not added"
+                             ) from None
         data["certificate"] = cert
-        results.write_text(json.dumps(data, indent=2) + "\n")
-    print(json.dumps(cert, indent=2))
+        results.write_text(_json(data, indent=2) + "\n", encoding="utf-8")
+    print(_json(cert, indent=2))
     return 0
 
 
@@ -136,21 +194,20 @@ def cmd_sample(args) -> int:
 
     from .experiment import load_trained
 
-    model, kg, _ = load_trained(args.checkpoint, data_dir=args.data_dir)
+    if (args.head is None) == (args.tail is None):
+        raise ValueError("give exactly one of --head (tail query) or --tail (head query)")
+    model, kg, _ = load_trained(args.checkpoint, data_dir=args.data_dir,
+                                trusted=args.trust_checkpoint)
     dec = model.decoder
     if not hasattr(dec, "sample_entities"):
         raise ValueError(f"decoder {type(dec).__name__} is deterministic and cannot sample; "
                          "use a 'stochastic_flow' checkpoint (or 'predict' for a ranking)")
-    if (args.head is None) == (args.tail is None):
-        raise ValueError("sample: give exactly one of --head (tail query) or --tail (head query)")
-    if args.n < 1:
-        raise ValueError(f"sample: --n must be ≥ 1, got {args.n}")
     ent_id = {n: i for i, n in enumerate(kg.entity_names)}
     rel_id = {n: i for i, n in enumerate(kg.relation_names)}
     anchor_name = args.head if args.head is not None else args.tail
     for name, table, what in ((anchor_name, ent_id, "entity"), (args.relation, rel_id, "relation")):
         if name not in table:
-            raise ValueError(f"sample: unknown {what} {name!r} (not in the dataset's vocabulary)")
+            raise ValueError(f"unknown {what} {name!r} (not in the dataset's vocabulary)")
     mode = "tail" if args.head is not None else "head"
     a, r = ent_id[anchor_name], rel_id[args.relation]
     g = torch.Generator().manual_seed(args.seed)
@@ -177,7 +234,7 @@ def cmd_sample(args) -> int:
                for e, sp in sorted(known.items())]
     query = (f"({anchor_name}, {args.relation}, ?)" if mode == "tail"
              else f"(?, {args.relation}, {anchor_name})")
-    print(json.dumps({
+    print(_json({
         "query": query, "n": args.n, "seed": args.seed, "temperature": args.temperature,
         "distinct": len(hits), "samples": hits,
         "true_answers": answers,
@@ -199,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="output folder (default runs/<config name>)")
     t.add_argument("--data-dir", help="folder holding <dataset>/{train,valid,test}.txt")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run in OUT (its checkpoints, metrics and results)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
 
@@ -218,15 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--head", help="head entity name: predict tails")
     pr.add_argument("--tail", help="tail entity name: predict heads")
     pr.add_argument("--relation", required=True)
-    pr.add_argument("--k", type=int, default=10)
+    pr.add_argument("--k", type=positive_int, default=10, help="number of answers (≥ 1)")
     pr.add_argument("--data-dir")
     pr.set_defaults(func=cmd_predict)
 
     c = sub.add_parser("certify", help="invertibility certificate of a flow-decoder checkpoint")
     c.add_argument("checkpoint")
-    c.add_argument("--per-relation", type=int, default=256,
+    c.add_argument("--per-relation", type=positive_int, default=256,
                    help="entity embeddings sampled per relation for the round trips")
-    c.add_argument("--samples", type=int, default=16, help="log-det checks against autograd")
+    c.add_argument("--samples", type=non_negative_int, default=16,
+                   help="log-det checks against autograd")
     c.add_argument("--data-dir")
     c.set_defaults(func=cmd_certify)
 
@@ -235,26 +295,48 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--head", help="head entity name: sample tails")
     sm.add_argument("--tail", help="tail entity name: sample heads (the mirror model)")
     sm.add_argument("--relation", required=True)
-    sm.add_argument("--n", type=int, default=20, help="number of samples")
+    sm.add_argument("--n", type=positive_int, default=20, help="number of samples")
     sm.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
-    sm.add_argument("--temperature", type=float, default=1.0,
+    sm.add_argument("--temperature", type=positive_float, default=1.0,
                     help="base-distribution scale T (z ~ N(0, T²I)); < 1: fewer, likelier "
                          "answers")
     sm.add_argument("--data-dir")
     sm.set_defaults(func=cmd_sample)
+    for sp in (t, e, pr, c, sm):
+        sp.add_argument("--trust-checkpoint", action="store_true",
+                        help="load the checkpoint even if it holds more than tensors and plain "
+                             "values (its pickle may run code): only for files you trust")
     return p
+
+
+def _message(e: BaseException) -> str:
+    """One line naming the cause (and the file, for OS errors)."""
+    if isinstance(e, OSError) and e.filename is not None:
+        text = f"{e.filename}: {e.strerror or e}"
+        if e.filename2 is not None:
+            text += f" ({e.filename2})"
+    else:
+        text = str(e) or type(e).__name__
+        from .training.guards import NonFiniteError
+
+        if not isinstance(e, (ValueError, FileNotFoundError, NonFiniteError)):
+            text = f"{type(e).__name__}: {text}"
+    return " ".join(text.split())
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from .config import ConfigError
-
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"gnn-inn {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"gnn-inn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - every failure: one line, the traceback with -v
+        if args.verbose:
+            traceback.print_exc()
+        print(f"gnn-inn {args.command}: error: {_message(e)}", file=sys.stderr)
         return 2
 
 

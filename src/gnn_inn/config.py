@@ -15,11 +15,16 @@ train:
 eval: {batch_size: 256, tie_policy: realistic}
 ```
 Unknown keys are errors that name the key path (and the file), never silently ignored.
+A key given twice in one mapping is an error (YAML would silently keep the last one); numbers
+written ``1e6`` / ``1.5e-3`` are floats (YAML 1.2; YAML 1.1 reads them as strings); every
+numeric setting is checked for type and range (:func:`validate`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,48 @@ import yaml
 
 class ConfigError(ValueError):
     """A config file or ``--set`` override is wrong; the message says where and how."""
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys and reads ``1e6`` as a float."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # SafeLoader raises its own error for unhashable keys
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key]}, again on "
+                    f"line {line}); a key may appear once per mapping", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2 floats: also ``1e6`` / ``-2E-3`` without a dot (YAML 1.1 makes those strings)
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in
+                                   yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)
+                |[-+]?(?:[0-9][0-9_]*)?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str, *, source: str) -> Any:
+    """Parse ``text`` with the project's YAML rules (see the module docstring)."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        msg = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ConfigError(f"{where}: invalid YAML: {msg}") from None
 
 
 @dataclass
@@ -103,21 +150,27 @@ class Config:
     # ------------------------------------------------------------------ io
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "<config>") -> Config:
-        return _build(cls, data, prefix="", source=source)
+        config = _build(cls, data, prefix="", source=source)
+        validate(config, source=source)
+        return config
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] | None = None) -> Config:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"--config {path}: is a folder; name a YAML config file")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            raise ConfigError(f"{where}: invalid YAML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a UTF-8 text file ({e.reason}); a config is "
+                              "YAML") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read the config ({e.strerror or e})") from None
+        data = load_yaml(text, source=str(path))
+        if data is None:
+            data = {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
         apply_overrides(data, overrides or [])
@@ -136,8 +189,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = load_yaml(raw, source=f"--set {item!r}") if raw != "" else None
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: empty key part in {key!r} (use a.b.c=value)")
         node = data
         for p in parts[:-1]:
             if node.get(p) is None:
@@ -193,6 +248,8 @@ def _coerce(value: Any, f: dataclasses.Field, key: str, source: str) -> Any:
                 raise ValueError
             return int(value)
         if t.startswith("float"):
+            if isinstance(value, bool):
+                raise ValueError
             return float(value)
         if t.startswith("bool"):
             if not isinstance(value, bool):
@@ -207,3 +264,134 @@ def _coerce(value: Any, f: dataclasses.Field, key: str, source: str) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: {key} must be {t}, got {value!r}") from None
     return value
+
+
+# ------------------------------------------------------------------ validation
+def _num(value: Any, key: str, source: str, *, low: float | None = None, high: float | None = None,
+         low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
+    """Raise unless ``value`` is a finite number in the given range (``None`` if optional)."""
+    if value is None and optional:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'>' if low_open else '≥'} {low:g}"
+        hi = "" if high is None else f"{'<' if high_open else '≤'} {high:g}"
+        want = " and ".join(x for x in (lo, hi) if x) or "finite"
+        extra = " (or null)" if optional else ""
+        raise ConfigError(f"{source}: {key} must be a number {want}{extra}, got {value!r}")
+
+
+def _named(spec: Any, key: str, source: str, *, optional: bool = False) -> None:
+    if spec is None and optional:
+        return
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise ConfigError(f"{source}: {key} must be a mapping with a 'name' (e.g. "
+                          f"{{name: ...}}), got {spec!r}")
+
+
+#: ranges of the numeric options of losses and schedulers that the config may set
+_LOSS_RANGES: dict[str, dict[str, Any]] = {
+    "num_negatives": {"low": 1}, "adversarial_temperature": {"low": 0},
+    "margin": {}, "gaussian_weight": {"low": 0}, "nll_weight": {"low": 0},
+}
+_SCHEDULER_RANGES: dict[str, dict[str, Any]] = {
+    "step_size": {"low": 1}, "gamma": {"low": 0, "low_open": True}, "T_max": {"low": 1},
+    "eta_min": {"low": 0}, "factor": {"low": 0, "high": 1, "low_open": True, "high_open": True},
+    "patience": {"low": 0}, "cooldown": {"low": 0}, "min_lr": {"low": 0},
+}
+
+
+def validate(config: Config, *, source: str = "<config>") -> None:
+    """Check the type and range of every setting; :class:`ConfigError` names the key."""
+    m, t, e = config.model, config.train, config.eval
+    if not config.dataset.name:
+        raise ConfigError(f"{source}: dataset.name must not be empty")
+    _num(m.dim, "model.dim", source, low=1)
+    _named(m.encoder, "model.encoder", source)
+    _named(m.decoder, "model.decoder", source)
+    _named(t.loss, "train.loss", source)
+    if "label_smoothing" in t.loss:
+        _num(t.loss["label_smoothing"], "train.loss.label_smoothing", source, low=0, high=1,
+             high_open=True)
+    for k, kw in _LOSS_RANGES.items():
+        if k in t.loss:
+            _num(t.loss[k], f"train.loss.{k}", source, **kw)
+    _num(t.epochs, "train.epochs", source, low=1)
+    _num(t.batch_size, "train.batch_size", source, low=1)
+    _num(t.lr, "train.lr", source, low=0, low_open=True)
+    _num(t.weight_decay, "train.weight_decay", source, low=0)
+    if t.optimizer.lower() not in ("adam", "adamw", "adagrad"):
+        raise ConfigError(f"{source}: train.optimizer: unknown optimizer {t.optimizer!r} "
+                          "(adam, adamw, adagrad)")
+    _named(t.scheduler, "train.scheduler", source, optional=True)
+    if t.scheduler is not None:
+        names = ("step", "exponential", "cosine", "plateau")
+        if t.scheduler["name"] not in names:
+            raise ConfigError(f"{source}: train.scheduler.name: unknown scheduler "
+                              f"{t.scheduler['name']!r} ({', '.join(names)})")
+        for k, v in t.scheduler.items():
+            if isinstance(v, str) and k != "name" and k not in ("mode", "threshold_mode"):
+                raise ConfigError(f"{source}: train.scheduler.{k} must be a number, got {v!r}")
+        for k, kw in _SCHEDULER_RANGES.items():
+            if k in t.scheduler:
+                _num(t.scheduler[k], f"train.scheduler.{k}", source, **kw)
+    _num(t.grad_clip, "train.grad_clip", source, low=0, low_open=True, optional=True)
+    _num(t.eval_every, "train.eval_every", source, low=0)
+    _num(t.patience, "train.patience", source, low=0)
+    _num(t.time_budget, "train.time_budget", source, low=0, low_open=True, optional=True)
+    if t.sampler is not None and not isinstance(t.sampler, dict):
+        raise ConfigError(f"{source}: train.sampler must be a mapping or null, got {t.sampler!r}")
+    _num(e.batch_size, "eval.batch_size", source, low=1)
+    if e.tie_policy not in ("realistic", "optimistic", "pessimistic"):
+        raise ConfigError(f"{source}: eval.tie_policy must be realistic, optimistic or "
+                          f"pessimistic, got {e.tie_policy!r}")
+
+
+# ------------------------------------------------------------------ resuming
+#: settings a resumed run may change (they decide how long it runs and how it is evaluated,
+#: not what the saved state means); any other difference is refused by name
+RESUMABLE = ("train.epochs", "train.time_budget", "train.patience", "train.eval_every",
+             "train.device", "eval.batch_size", "dataset.data_dir")
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix[:-1]: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and prefix.count(".") < 1:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resume_config(saved: dict[str, Any], config: Config, *, source: str) -> list[str]:
+    """Compare a checkpoint's config with the one a resumed run was given.
+
+    Changes of :data:`RESUMABLE` keys are returned (and applied by simply running with the
+    new config); any other change raises :class:`ConfigError` naming the key, both values and
+    the checkpoint, so that the recorded config is always the one that ran.
+    """
+    old = _flat(Config.from_dict(saved, source=source).to_dict())
+    new = _flat(config.to_dict())
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    refused = [k for k in changed if k not in RESUMABLE]
+    sched = config.train.scheduler or {}
+    if "train.epochs" in changed and sched.get("name") == "cosine" and "T_max" not in sched:
+        refused.insert(0, "train.epochs")  # the saved cosine schedule's T_max is the old value
+    if refused:
+        k = refused[0]
+        more = f" (and {', '.join(refused[1:])})" if len(refused) > 1 else ""
+        raise ConfigError(
+            f"--resume: {source} was trained with {k}={old.get(k)!r}, the config now says "
+            f"{new.get(k)!r}{more}; a resumed run keeps the settings it was started with "
+            f"(changeable: {', '.join(RESUMABLE)}). Resume without the change, or start a "
+            "new run (another --out, or --overwrite)")
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]

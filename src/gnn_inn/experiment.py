@@ -5,6 +5,7 @@ The glue the CLI and scripts share; Python users may call these or build objects
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import torch
 
 from .config import Config
 from .model import LinkPredictor, build_model
+
+log = logging.getLogger(__name__)
 
 
 def load_kg(config: Config, data_dir: str | None = None):
@@ -56,15 +59,27 @@ def trainer_from_config(config: Config, kg=None, *, data_dir: str | None = None,
 
 
 def load_trained(checkpoint: str | Path, *, data_dir: str | None = None,
-                 map_location: str = "cpu") -> tuple[LinkPredictor, Any, Config]:
-    """Rebuild ``(model, kg, config)`` from a checkpoint; the vocabularies must match."""
+                 map_location: str = "cpu", trusted: bool = False
+                 ) -> tuple[LinkPredictor, Any, Config]:
+    """Rebuild ``(model, kg, config)`` from a checkpoint; the vocabularies must match.
+
+    ``trusted``: see :func:`~gnn_inn.training.checkpoint.load_checkpoint`. A warning names the
+    split files that differ from those the checkpoint was trained with (when it recorded them).
+    """
     from .data import check_vocab
     from .training.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(checkpoint, map_location=map_location)
+    ckpt = load_checkpoint(checkpoint, map_location=map_location, trusted=trusted)
     config = Config.from_dict(ckpt["config"], source=str(checkpoint))
     kg = load_kg(config, data_dir)
     check_vocab(ckpt["vocab"], kg, source=str(checkpoint))
+    saved, now = ckpt.get("data_fingerprint"), getattr(kg, "fingerprint", None)
+    if saved and now:
+        differ = sorted(s for s in set(saved) | set(now) if saved.get(s) != now.get(s))
+        if differ:
+            log.warning("%s: the dataset's %s file(s) differ from those the checkpoint was "
+                        "trained with (sha256); results are not comparable with its run",
+                        checkpoint, ", ".join(f"{s}.txt" for s in differ))
     model = model_from_config(config, kg)
     model.load_state_dict(ckpt["model"])
     model.eval()

@@ -180,18 +180,32 @@ def dataset_folder(name: str, data_dir: str | None = None, *, allow_download: bo
                    ) -> Path:
     """The verified local folder of the registered dataset ``name`` (downloading if needed)."""
     spec = DATASETS[name]
-    for base in (data_dir, os.environ.get("GNN_INN_DATA")):
+    for what, base in (("data_dir", data_dir), ("GNN_INN_DATA", os.environ.get("GNN_INN_DATA"))):
         if base and _has_splits(Path(base) / name):
             folder = Path(base) / name
             verify(folder, spec)
             return folder
+        if base:
+            log.warning("dataset %r: %s=%s holds no %s/{train,valid,test}.txt; looking further",
+                        name, what, base, name)
     cached = cache_dir() / name
     if _has_splits(cached):
         verify(cached, spec)
         return cached
+    looked = [f"{b}/{name}/" for b in (data_dir, os.environ.get("GNN_INN_DATA"), cache_dir())
+              if b]
+    where = "looked for its train/valid/test.txt in " + ", ".join(looked)
     if not allow_download:
-        raise FileNotFoundError(f"dataset {name!r} not found locally and downloading is off")
-    return download(spec, cache_dir())
+        raise FileNotFoundError(f"dataset {name!r} not found locally ({where}) and "
+                                "downloading is off")
+    log.info("dataset %r: not found locally (%s); downloading", name, where)
+    try:
+        return download(spec, cache_dir())
+    except OSError as e:  # URLError, timeouts, an unwritable cache
+        raise FileNotFoundError(
+            f"dataset {name!r}: not found locally ({where}), and the download failed "
+            f"({getattr(e, 'reason', None) or e}); check --data-dir / GNN_INN_DATA, or put the "
+            "files in one of those folders") from None
 
 
 def load_dataset(name_or_path: str, *, data_dir: str | None = None, **options) -> KnowledgeGraph:

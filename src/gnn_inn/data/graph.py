@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from functools import cached_property
@@ -81,12 +82,28 @@ class KnowledgeGraph:
                 "holds train.txt, valid.txt and test.txt)"
             )
         splits = {s: read_triples(path / f"{s}.txt", duplicates=duplicates) for s in SPLITS}
+        for split, rows in splits.items():
+            if not rows:
+                raise ValueError(f"{path / f'{split}.txt'}: no triples (the file is empty or "
+                                 f"holds only a header); every split needs at least one")
         kg = cls.from_labeled(name or path.name, splits)
+        #: sha256 of each split file, stored in checkpoints to notice changed data
+        kg.fingerprint = {s: hashlib.sha256((path / f"{s}.txt").read_bytes()).hexdigest()
+                          for s in SPLITS}
         s = kg.stats()
         if s["unseen_entities"]:
             log.info("%s: %d entities appear only in valid/test (%d valid, %d test triples); "
                      "kept and ranked against all entities", kg.name, s["unseen_entities"],
                      s["unseen_valid_triples"], s["unseen_test_triples"])
+        leaks = {k: s[k] for k in ("valid_in_train", "test_in_train", "test_in_valid") if s[k]}
+        if leaks:
+            log.warning("%s: evaluation triples that are also known for training (%s): they "
+                        "are filtered out of each other's rankings but inflate the metrics",
+                        kg.name, ", ".join(f"{k} {v}" for k, v in leaks.items()))
+        if s["relations_only_in_eval"]:
+            log.warning("%s: %d relation(s) occur only in valid / test (never trained): %s",
+                        kg.name, s["relations_only_in_eval"],
+                        ", ".join(kg.relation_names[r] for r in kg.eval_only_relations()[:5]))
         return kg
 
     # ---------------------------------------------------------------- counts
@@ -105,6 +122,23 @@ class KnowledgeGraph:
         t = getattr(self, split)
         return ~(seen[t[:, 0]] & seen[t[:, 2]])
 
+    def _overlap(self, split: str, other: str) -> int:
+        """Number of ``split`` triples that also occur in ``other``."""
+        a, b = getattr(self, split), getattr(self, other)
+        if not a.numel() or not b.numel():
+            return 0
+        n, r = self.num_entities, self.num_relations
+        key = lambda t: (t[:, 0] * r + t[:, 1]) * n + t[:, 2]  # noqa: E731
+        return int(torch.isin(key(a), key(b)).sum())
+
+    def eval_only_relations(self) -> list[int]:
+        """Ids of relations that occur in valid or test but never in train."""
+        in_train = torch.zeros(self.num_relations, dtype=torch.bool)
+        in_train[self.train[:, 1]] = True
+        used = torch.zeros(self.num_relations, dtype=torch.bool)
+        used[torch.cat([self.valid[:, 1], self.test[:, 1]])] = True
+        return (used & ~in_train).nonzero().flatten().tolist()
+
     def stats(self) -> dict[str, int]:
         seen = torch.zeros(self.num_entities, dtype=torch.bool)
         seen[self.train[:, 0]] = True
@@ -118,6 +152,10 @@ class KnowledgeGraph:
             "unseen_valid_triples": int(self._unseen_mask("valid").sum()),
             "unseen_test_triples": int(self._unseen_mask("test").sum()),
             "unseen_entities": int((~seen).sum()),
+            "valid_in_train": self._overlap("valid", "train"),
+            "test_in_train": self._overlap("test", "train"),
+            "test_in_valid": self._overlap("test", "valid"),
+            "relations_only_in_eval": len(self.eval_only_relations()),
         }
 
     # ------------------------------------------------------------- structures

@@ -1,6 +1,6 @@
 """Reading triple files: ``head<TAB>relation<TAB>tail``, one per line.
 
-Accepted: CRLF or LF endings, trailing blanks, blank lines at the end of the file, one header
+Accepted: a UTF-8 byte-order mark, CRLF or LF endings, trailing blanks, blank lines at the end of the file, one header
 line ``head<TAB>relation<TAB>tail`` at the top. Errors (:class:`DataFormatError`, message
 ``file:line: what — what to do``): a line without exactly three tab-separated fields, an empty
 field, a blank line followed by more data, a header line anywhere but the first line.
@@ -36,9 +36,11 @@ def read_triples(path: str | Path, *, duplicates: str = "drop") -> list[tuple[st
         raise ValueError(f"duplicates must be 'drop', 'keep' or 'error', got {duplicates!r}")
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading BOM is not part of a name
     except FileNotFoundError:
         raise FileNotFoundError(f"triple file not found: {path}") from None
+    except IsADirectoryError:
+        raise DataFormatError(f"{path}: is a folder, not a triple file") from None
     except UnicodeDecodeError as e:
         line = text_line_of_offset(path.read_bytes(), e.start)
         raise DataFormatError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None

@@ -1,7 +1,8 @@
 r"""OGB knowledge-graph datasets (``ogbl-biokg``, ``ogbl-wikikg2``) as :class:`KnowledgeGraph`.
 
-Both load through ``ogb.linkproppred.LinkPropPredDataset`` (the official loader), from a local
-copy when one exists, else downloaded by ogb into the cache. The result is an
+Both load from a local copy in ogb's on-disk layout when one exists (the graph read from the raw
+files with ogb's own readers, the split files with ``weights_only``; see below), else they are
+downloaded into the cache by ``ogb.linkproppred.LinkPropPredDataset``. The result is an
 :class:`OGBKnowledgeGraph`: a :class:`KnowledgeGraph` whose valid / test rows carry OGB's
 candidate sets, so that evaluation follows the leaderboard protocol
 (:func:`gnn_inn.evaluation.ogb.evaluate_ogb`: the true entity against the 500 provided negatives
@@ -33,24 +34,24 @@ when needed) and ``"<id>"`` for wikikg2: ids mean the same thing however the dat
 
 ``torch.load`` and ``weights_only``
 ------------------------------------
-ogb 1.3.6 calls ``torch.load(path)`` without ``weights_only`` on two kinds of files, and torch ≥
-2.6 then defaults to ``weights_only=True``. Each is handled in a scope around the ogb call that
-reads it, never by a global setting:
+ogb 1.3.6 reads its files with ``torch.load(path)`` and no ``weights_only``; a pickle can run
+code, so a crafted file in a data folder must not reach an unrestricted unpickler. Nothing here
+flips torch's process-wide switch (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``):
 
-* the **split files** (``split/<type>/{train,valid,test}.pt``, straight from the download) hold
-  numpy arrays, which ``weights_only`` refuses. They keep ``weights_only=True``, with exactly the
-  numpy types needed to rebuild arrays allow-listed (``_reconstruct``, ``ndarray``, ``dtype``
-  and the dtype classes, scalars) by ``torch.serialization.safe_globals``: nothing in them can
-  run code. Files that need more are refused with an error that says how to opt in.
-* ogb's **processed cache** (``processed/data_processed``) is written by ogb itself, on this
-  machine, from the raw CSV files on the first load (``torch.save(..., pickle_protocol=4)``); the
-  ``weights_only`` unpickler cannot read protocol 4 at all. When it exists, the dataset
-  constructor runs with ``weights_only`` off (torch's ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``, set
-  for that call only and restored): it is trusted as much as the data folder it sits in. Delete
-  it to have ogb rebuild it from the CSV files.
+* ogb's **processed cache** (``processed/data_processed``, a pickle-protocol-4 file that the
+  ``weights_only`` unpickler cannot read at all) is **never read**. For a local copy the graph
+  is rebuilt from the raw files on every load, with ogb's own CSV / npz readers
+  (``ogb.io.read_graph_raw``: pandas and ``numpy.load`` without pickles), exactly as ogb builds
+  that cache. A download still goes through ``LinkPropPredDataset``, which builds the graph
+  from the files it just fetched.
+* the **split files** (``split/<type>/{train,valid,test}.pt``) are read here with
+  ``weights_only=True`` and exactly the numpy types needed to rebuild arrays allow-listed
+  (``_reconstruct``, ``ndarray``, ``dtype`` and the dtype classes, scalars) by
+  ``torch.serialization.safe_globals``, scoped to the call. A file that needs anything else is
+  refused with its path and the refused global named.
 
-``trust_pickle=True`` (config: ``dataset.options: {trust_pickle: true}``) turns ``weights_only``
-off for the split files too, for files the user trusts.
+``trust_pickle=True`` (config: ``dataset.options: {trust_pickle: true}``) reads the split files
+with ``weights_only=False``, for files the user trusts; it never applies to anything else.
 """
 
 from __future__ import annotations
@@ -60,8 +61,7 @@ import io
 import logging
 import os
 import pickle
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,38 +173,71 @@ def _numpy_safe_globals() -> list[Any]:
     return out
 
 
-_NO_WEIGHTS_ONLY = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
-
-
-@contextlib.contextmanager
-def _torch_load_policy(trusted: bool) -> Iterator[None]:
-    """Scope for ogb's own ``torch.load(path)`` calls (see the module docstring).
-
-    ``trusted``: ``weights_only`` off; else on, with numpy arrays allow-listed.
-    """
+def _torch_load(path: Path, trusted: bool) -> Any:
+    """``torch.load`` of an OGB split file: ``weights_only`` with numpy arrays allow-listed
+    (scoped to this call), or unrestricted when ``trusted``."""
     if trusted:
-        # The torch.load calls are inside ogb and pass no weights_only, so the only switch that
-        # reaches them is torch's environment variable, which applies exactly to calls that leave
-        # weights_only unset. It is set for the duration of this block and restored afterwards;
-        # torch.load in other threads during the block would be affected too.
-        old = os.environ.get(_NO_WEIGHTS_ONLY)
-        os.environ[_NO_WEIGHTS_ONLY] = "1"
-        try:
-            with warnings.catch_warnings():  # torch warns about the variable: deliberate here
-                warnings.filterwarnings("ignore", message=f".*{_NO_WEIGHTS_ONLY}")
-                yield
-        finally:
-            if old is None:
-                os.environ.pop(_NO_WEIGHTS_ONLY, None)
-            else:
-                os.environ[_NO_WEIGHTS_ONLY] = old
-        return
-    safe = getattr(torch.serialization, "safe_globals", None)
-    if safe is None:  # torch < 2.5: weights_only defaults to False there, nothing to allow
-        yield
-        return
-    with safe(_numpy_safe_globals()):
-        yield
+        return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise pickle.UnpicklingError(
+            f"{path}: torch.load(weights_only=True) refused this OGB file, even with numpy "
+            f"arrays allow-listed ({_unpickler_reason(e)}). If you trust it (downloaded from "
+            "the OGB servers), load with trust_pickle=True (config: dataset.options: "
+            "{trust_pickle: true})") from None
+    except (RuntimeError, EOFError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable OGB split file ({e})") from None
+
+
+def _meta(name: str) -> dict[str, str]:
+    """ogb's master.csv row of ``name`` (version, split, raw-file layout)."""
+    import pandas as pd
+    from ogb import linkproppred
+
+    master = pd.read_csv(Path(linkproppred.__file__).parent / "master.csv", index_col=0,
+                         keep_default_na=False)
+    return {str(k): str(v) for k, v in master[name].items()}
+
+
+def _read_graph(folder: Path, meta: dict[str, str]) -> dict[str, Any]:
+    """The graph dict ``LinkPropPredDataset`` would build, read from ``folder/raw`` (never
+    from the pickled ``processed/data_processed``)."""
+    from ogb.io import read_graph_raw as rg
+
+    raw = folder / "raw"
+    hetero, binary = meta["is hetero"] == "True", meta["binary"] == "True"
+    inverse = meta["add_inverse_edge"] == "True"
+    files = {k: ([] if meta[f"additional {k} files"] == "None"
+                 else meta[f"additional {k} files"].split(",")) for k in ("node", "edge")}
+    needed = raw / ("edge_index_dict.npz" if hetero and binary else "data.npz" if binary
+                    else "triplet-type-list.csv.gz" if hetero else "edge.csv.gz")
+    if not needed.is_file():
+        raise FileNotFoundError(f"{folder}: no {needed.relative_to(folder)}; the folder does "
+                                "not hold ogb's raw files (remove it to download them again)")
+    if (folder / "processed" / "data_processed").is_file():
+        log.debug("%s: ogb's pickled processed cache is not read; graph rebuilt from raw/",
+                  folder)
+    if binary:
+        read = rg.read_binary_heterograph_raw if hetero else rg.read_binary_graph_raw
+        return read(str(raw), add_inverse_edge=inverse)[0]
+    read = rg.read_csv_heterograph_raw if hetero else rg.read_csv_graph_raw
+    return read(str(raw), add_inverse_edge=inverse, additional_node_files=files["node"],
+                additional_edge_files=files["edge"])[0]
+
+
+def _read_splits(folder: Path, meta: dict[str, str], trusted: bool) -> dict[str, Any]:
+    path = folder / "split" / meta["split"]
+    if (path / "split_dict.pt").is_file():
+        return _torch_load(path / "split_dict.pt", trusted)
+    out = {}
+    for s in ("train", *EVAL_SPLITS):
+        f = path / f"{s}.pt"
+        if not f.is_file():
+            raise FileNotFoundError(f"{folder}: missing split file {f.relative_to(folder)}")
+        out[s] = _torch_load(f, trusted)
+    return out
 
 
 class _LogStream(io.TextIOBase):
@@ -255,7 +288,6 @@ def _prepare_root(name: str, root: Path) -> None:
             f"{name} files, create an empty {marker.name}; otherwise remove the folder to "
             "download it again"
         )
-    (folder / "processed").mkdir(exist_ok=True)  # ogb saves its processed graph there
 
 
 # ------------------------------------------------------------------ conversion helpers
@@ -400,6 +432,10 @@ def _build_heterogeneous(name: str, graph: dict[str, Any], splits: dict[str, Any
 def _unpickler_reason(e: Exception) -> str:
     """The line of torch's long ``weights_only`` message that says what was refused."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "GLOBAL " in ln:
+            name = ln.split("GLOBAL ", 1)[1].split()[0].rstrip(".,")
+            return f"refused global {name!r}"
     for i, ln in enumerate(lines):
         if "WeightsUnpickler error" in ln:
             return " ".join(lines[i : i + 2])[:300]
@@ -416,8 +452,9 @@ def load_ogb(name: str, data_dir: str | os.PathLike | None = None, *,
         data_dir: folder holding ogb's ``ogbl_biokg/`` (or ``ogbl_wikikg2/``); default: env
             ``GNN_INN_DATA``, then the cache (see the module docstring).
         allow_download: let ogb download the dataset into the cache when no local copy exists.
-        trust_pickle: load the split files with ``weights_only=False`` too (only for files you
+        trust_pickle: load the split files with ``weights_only=False`` (only for files you
             trust; the default keeps ``weights_only=True`` with numpy arrays allow-listed).
+            ogb's pickled processed cache is never read either way.
 
     Returns:
         :class:`OGBKnowledgeGraph` with ``train / valid / test`` ``LongTensor[M, 3]`` in global
@@ -437,27 +474,31 @@ def load_ogb(name: str, data_dir: str | os.PathLike | None = None, *,
         root = cache_dir()
         root.mkdir(parents=True, exist_ok=True)
         log.info("%s: no local copy; ogb downloads it into %s", key, root)
+        downloaded = True
     else:
         _prepare_root(key, root)
+        downloaded = False
 
-    from ogb.linkproppred import LinkPropPredDataset
-
-    # ogb's processed cache is its own pickle-protocol-4 output (see the module docstring)
-    own_cache = (root / ogb_folder_name(key) / "processed" / "data_processed").is_file()
+    meta = _meta(key)
+    folder = root / ogb_folder_name(key)
     try:
-        with contextlib.redirect_stdout(_LogStream()):
-            with _torch_load_policy(trusted=trust_pickle or own_cache):
-                dataset = LinkPropPredDataset(name=key, root=str(root))
-            with _torch_load_policy(trusted=trust_pickle):
-                splits = dataset.get_edge_split()
-        graph = dataset[0]
-    except pickle.UnpicklingError as e:
-        raise pickle.UnpicklingError(
-            f"{key} under {root}: torch.load(weights_only=True) refused ogb's split files, even "
-            f"with numpy arrays allow-listed ({_unpickler_reason(e)}). If you trust these files "
-            "(downloaded from the OGB servers), load with trust_pickle=True "
-            "(config: dataset.options: {trust_pickle: true})"
-        ) from e
+        with contextlib.redirect_stdout(_LogStream()):  # ogb's progress prints → log
+            if downloaded:  # ogb fetches the files and builds the graph from them
+                from ogb.linkproppred import LinkPropPredDataset
+
+                graph = LinkPropPredDataset(name=key, root=str(root))[0]
+            else:
+                graph = _read_graph(folder, meta)
+        splits = _read_splits(folder, meta, trust_pickle)
+    except OSError as e:  # URLError, timeouts, an unwritable cache
+        if not downloaded:
+            raise
+        looked = ", ".join(str(Path(b) / ogb_folder_name(key)) for b in
+                           (data_dir, os.environ.get("GNN_INN_DATA"), cache_dir()) if b)
+        raise FileNotFoundError(
+            f"{key}: not found locally (looked for {looked}), and ogb's download failed "
+            f"({getattr(e, 'reason', None) or e}); point dataset.data_dir / --data-dir at the "
+            f"folder that holds {ogb_folder_name(key)}/") from None
     except EOFError as e:
         raise RuntimeError(
             f"{key}: ogb asked a question on stdin (large download, or an outdated folder under "

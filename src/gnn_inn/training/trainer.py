@@ -42,8 +42,10 @@ from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError
 from ..evaluation import evaluate, evaluate_ogb
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (finite_or_none, load_checkpoint, rng_state, save_checkpoint,
+                         set_rng_state)
 from .distributed import DistContext, shard_query_batch
+from .guards import NonFiniteError, check_step
 from .losses import LOSSES, accepts_type_ranges, build_loss, resolve_type_ranges
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,20 @@ def seed_everything(seed: int) -> torch.Generator:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"train.device: unknown device {name!r} (cpu, cuda, cuda:N or auto)"
+                          ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name!r} asked for, but this torch build sees no CUDA "
+                          "device; use cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {name!r}: only {torch.cuda.device_count()} CUDA "
+                          "device(s) visible")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"train.device: {name!r} is not supported (cpu, cuda, cuda:N or auto)")
+    return dev
 
 
 def _fused(params: list, wanted: bool) -> dict:
@@ -146,16 +161,19 @@ def build_scheduler(cfg, optimizer, steps_per_epoch: int):
         return None
     spec = dict(spec)
     name = spec.pop("name", None)
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, **spec)
-    if name == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, **spec)
+    classes = {"step": torch.optim.lr_scheduler.StepLR,
+               "exponential": torch.optim.lr_scheduler.ExponentialLR,
+               "cosine": torch.optim.lr_scheduler.CosineAnnealingLR,
+               "plateau": torch.optim.lr_scheduler.ReduceLROnPlateau}
     if name == "cosine":
         spec.setdefault("T_max", cfg.epochs)
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, **spec)
     if name == "plateau":
         spec.setdefault("mode", "max")
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **spec)
+    if name in classes:
+        try:
+            return classes[name](optimizer, **spec)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"train.scheduler ({name}): {e}") from None
     raise ValueError(
         f"train.scheduler.name: unknown scheduler {name!r} (step, exponential, cosine, plateau)"
     )
@@ -223,8 +241,11 @@ class Trainer:
             if type_ranges is not None:
                 loss_kwargs["type_ranges"] = type_ranges
                 log.info("loss %r is type-constrained (relation head / tail type ranges)", name)
-            self.loss = build_loss(name, kg.train, kg.num_entities, kg.num_relations,
-                                   **loss_kwargs)
+            try:
+                self.loss = build_loss(name, kg.train, kg.num_entities, kg.num_relations,
+                                       **loss_kwargs)
+            except TypeError as e:  # an unknown or missing option
+                raise ConfigError(f"train.loss ({name}): {e}") from None
         self.sparse_optimizer: torch.optim.Optimizer | None = None
         if tcfg.sparse_embeddings:
             sparse, dense = self._sparse_setup(tcfg)
@@ -285,17 +306,26 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "config": self.config.to_dict(),
             "vocab": self.kg.vocab_dict(),
+            "data_fingerprint": getattr(self.kg, "fingerprint", None),
         }
 
     def save(self, name: str) -> None:
         if self.out_dir is not None and self.dist.is_main:
             save_checkpoint(self.out_dir / name, self._payload())
 
-    def resume(self, path: str | Path) -> None:
-        """Restore model, optimiser, scheduler, RNG states and counters from ``path``."""
+    def resume(self, path: str | Path, *, trusted: bool = False) -> None:
+        """Restore model, optimiser, scheduler, RNG states and counters from ``path``.
+
+        The config must equal the checkpoint's except for the keys of
+        :data:`~gnn_inn.config.RESUMABLE` (logged); ``trusted``: see
+        :func:`~gnn_inn.training.checkpoint.load_checkpoint`.
+        """
+        from ..config import check_resume_config
         from ..data import check_vocab
 
-        ckpt = load_checkpoint(path, map_location=self.device)
+        ckpt = load_checkpoint(path, map_location=self.device, trusted=trusted)
+        for change in check_resume_config(ckpt["config"], self.config, source=str(path)):
+            log.info("resume: setting changed and applied: %s", change)
         check_vocab(ckpt["vocab"], self.kg, source=str(path))
         self.model.load_state_dict(ckpt["model"])
         saved_sparse = ckpt.get("sparse_optimizer") is not None  # absent in older checkpoints
@@ -318,7 +348,8 @@ class Trainer:
         self.train_seconds = ckpt.get("train_seconds", 0.0)
         best = Path(path).with_name("best.pt")
         if best.is_file() and self.best_epoch > 0:
-            self.best_state = load_checkpoint(best, map_location=self.device)["model"]
+            self.best_state = load_checkpoint(best, map_location=self.device,
+                                              trusted=trusted)["model"]
         log.info("resumed from %s at epoch %d", path, self.epoch)
 
     # ------------------------------------------------------------------ steps
@@ -336,6 +367,7 @@ class Trainer:
         # sums gradients (and loss shares) over the ranks; a no-op in one process
         value = self.dist.all_reduce_gradients(model.parameters(),
                                                loss if loss is not None else 0.0)
+        check_step(float(value), model)  # before any non-finite value reaches the weights
         if self.config.train.grad_clip:
             clip_grad_norm(model.parameters(), self.config.train.grad_clip)
         for opt in self._optimizers():
@@ -375,7 +407,10 @@ class Trainer:
                    disable=self.quiet, leave=False, unit="step")
         losses = []
         for step in bar:
-            losses.append(self._step(step))
+            try:
+                losses.append(self._step(step))
+            except NonFiniteError as e:
+                raise e.at(self.epoch + 1, len(losses) + 1) from None
             if len(losses) % 10 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
             if max_steps is not None and len(losses) >= max_steps:
@@ -408,7 +443,7 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         if self.out_dir is not None and self.dist.is_main:
             with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(finite_or_none(record), allow_nan=False) + "\n")
 
     # -------------------------------------------------------------------- fit
     def fit(self) -> dict[str, Any]:
@@ -451,8 +486,8 @@ class Trainer:
             if out_of_time:
                 log.info("time budget of %.0f s reached at epoch %d", cfg.time_budget, self.epoch)
                 stop = True
+            self.save("last.pt")  # before the log line: a kill in between cannot repeat it
             self._log(record)
-            self.save("last.pt")
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.results()
@@ -487,7 +522,8 @@ class Trainer:
             res["relation_patterns"] = dict(zip(self.kg.relation_names, decoder.pattern_table()))
             res["certificate"] = certify(self.model, per_relation=64, jacobian_samples=4)
         if self.out_dir is not None:
-            (self.out_dir / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+            (self.out_dir / "results.json").write_text(
+                json.dumps(finite_or_none(res), indent=2, allow_nan=False) + "\n")
         return self.dist.broadcast_object(res)
 
 
