@@ -28,7 +28,12 @@ from gnn_inn.config import Config, ConfigError
 from gnn_inn.data import load_dataset
 from gnn_inn.data.graph import KnowledgeGraph
 from gnn_inn.training.checkpoint import (
-    FORMAT, CheckpointError, load_checkpoint, save_checkpoint, tensor_digest)
+    FORMAT,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    tensor_digest,
+)
 from gnn_inn.training.guards import NonFiniteError, check_step
 from gnn_inn.training.run_dir import RunDirError, run_lock, trim_metrics
 

@@ -1,9 +1,10 @@
 """Reading triple files: ``head<TAB>relation<TAB>tail``, one per line.
 
-Accepted: a UTF-8 byte-order mark, CRLF or LF endings, trailing blanks, blank lines at the end of the file, one header
-line ``head<TAB>relation<TAB>tail`` at the top. Errors (:class:`DataFormatError`, message
-``file:line: what — what to do``): a line without exactly three tab-separated fields, an empty
-field, a blank line followed by more data, a header line anywhere but the first line.
+Accepted: a UTF-8 byte-order mark, CRLF or LF endings, trailing blanks, blank lines at the end
+of the file, one header line ``head<TAB>relation<TAB>tail`` at the top. Errors
+(:class:`DataFormatError`, message ``file:line: what — what to do``): a line without exactly
+three tab-separated fields, an empty field, a blank line followed by more data, a header line
+anywhere but the first line.
 """
 
 from __future__ import annotations

@@ -42,8 +42,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError
 from ..evaluation import evaluate, evaluate_ogb
-from .checkpoint import (finite_or_none, load_checkpoint, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import finite_or_none, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistContext, shard_query_batch
 from .guards import NonFiniteError, check_step
 from .losses import LOSSES, accepts_type_ranges, build_loss, resolve_type_ranges
