@@ -8,7 +8,9 @@ head / tail corruptions of each (the ELBO's ``corrupt`` negatives, ``K`` from th
 * the mean score and the share scored above 0 (``σ(s) > ½``) of positives and of negatives;
 * the two log-likelihood parts per positive, ``−log σ(s⁺)`` and ``w · Σ_k −log σ(−s⁻_k)`` with
   the config's negative weight ``w`` and with the unbiased ``1/b⁻ = 2(N−1)/K``;
-* the mean posterior variance of entities.
+* the mean posterior variance of entities;
+* with ``--rank-train M``: filtered ranking metrics of ``M`` random training facts beside those
+  of the validation facts (how far the model memorised the training graph).
 
 Written to show why the unbiased Bernoulli weight does not learn on WN18RR (README,
 "Variational embeddings").
@@ -29,7 +31,7 @@ from common import print_header  # noqa: E402
 
 
 @torch.no_grad()
-def diagnose(checkpoint: str, seed: int, data_dir: str | None) -> dict:
+def diagnose(checkpoint: str, seed: int, data_dir: str | None, rank_train: int = 0) -> dict:
     from gnn_inn.experiment import load_trained
     from gnn_inn.variational import bernoulli_weight, sample_negatives
 
@@ -51,6 +53,15 @@ def diagnose(checkpoint: str, seed: int, data_dir: str | None) -> dict:
     s_neg = dec.score(ent, rel, *neg.unbind(1)).float()
     post = model.encoder.gaussian(getattr(model, "graph", None))
     nll_neg = (-F.logsigmoid(-s_neg)).reshape(-1, k).sum(1).mean().item()
+    ranking = {}
+    if rank_train:
+        from gnn_inn.evaluation.evaluator import evaluate
+
+        keep = ("mrr", "mr", "hits@1", "hits@10")
+        idx = torch.randperm(train.shape[0], generator=g)[:rank_train]
+        for name, triples in (("train_sample", train[idx]), ("valid", kg.valid)):
+            m = evaluate(model, triples, kg.filter_index).metrics()
+            ranking[name] = {key: m[key] for key in keep}
     return {
         "checkpoint": checkpoint,
         "epoch_metrics": _last_valid(Path(checkpoint).parent / "metrics.jsonl"),
@@ -63,6 +74,7 @@ def diagnose(checkpoint: str, seed: int, data_dir: str | None) -> dict:
         "nll_negatives_per_fact_weighted": w * nll_neg,
         "nll_negatives_per_fact_unbiased_weight": unbiased * nll_neg,
         "entity_mean_variance": post.ent_logvar.exp().mean().item(),
+        **({"filtered_ranking": ranking} if ranking else {}),
     }
 
 
@@ -78,12 +90,14 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rank-train", type=int, default=0, metavar="M",
+                    help="also rank M random training facts and the validation facts")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     info = print_header()
-    rows = [diagnose(c, args.seed, args.data_dir) for c in args.checkpoints]
+    rows = [diagnose(c, args.seed, args.data_dir, args.rank_train) for c in args.checkpoints]
     for row in rows:
         print(json.dumps(row, indent=1))
     if args.json:
