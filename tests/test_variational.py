@@ -233,6 +233,44 @@ def test_sampler_and_weights_are_unbiased_monte_carlo(negatives):
     assert abs(est.mean() - full) < 4 * se + 1e-9
 
 
+@pytest.mark.parametrize("variant", ["lim", "lfm"])
+def test_negative_weight_replaces_the_bernoulli_weight(variant):
+    """``negative_weight`` rescales exactly the negative facts' terms (LFM: with their KLs).
+
+    The wn18rr configs count each drawn negative once instead of ``2(N - 1) / K``: same batch,
+    same sample, only the negative part of the estimate changes, by the ratio of the weights.
+    """
+    n, r = 4, 2
+    train = _tiny_kg()
+    model = _model(n, r, init_logvar=-36.0, logvar_min=-40.0)  # LFM samples = means (~1e-8)
+    unbiased = ELBOLoss(train, n, r, variant=variant, num_negatives=2)
+    plain = ELBOLoss(train, n, r, variant=variant, num_negatives=2, negative_weight=1.0)
+    assert unbiased.neg_weight == pytest.approx(2 * (n - 1) / 2) and plain.neg_weight == 1.0
+    assert plain.unbiased_weight == unbiased.neg_weight
+    b = train[:3]
+    neg = torch.tensor([[[3, 0, 1], [0, 0, 3]], [[1, 0, 0], [2, 0, 2]], [[2, 1, 0], [2, 1, 1]]])
+    qb = QueryBatch("tail", b[:, 0], b[:, 1], target=b[:, 2], other=neg)
+    model.eval()  # means: both losses score the same embeddings
+    ent, rel = model.encode()
+    model.encoder(None)
+    a, c = unbiased.terms(model, qb, ent, rel), plain.terms(model, qb, ent, rel)
+    w = unbiased.neg_weight
+    torch.testing.assert_close(c["loglik_pos"], a["loglik_pos"], rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(c["loglik_neg"] * w, a["loglik_neg"], rtol=1e-6, atol=1e-8)
+    assert a["loglik_neg"] < 0
+    if variant == "lim":  # the KL share does not depend on the negatives
+        torch.testing.assert_close(c["kl"], a["kl"])
+    else:
+        from gnn_inn.variational import fact_kl
+
+        post = model.encoder.posterior
+        kl_pos = fact_kl(post, *b.unbind(1)).sum()
+        mask = (~unbiased.known.contains(neg)).double().reshape(-1)
+        kl_neg = (mask * fact_kl(post, *neg.reshape(-1, 3).unbind(1))).sum()
+        torch.testing.assert_close(a["kl"], kl_pos + w * kl_neg)
+        torch.testing.assert_close(c["kl"], kl_pos + kl_neg)
+
+
 def test_corruption_sampler_is_uniform_over_corruptions():
     n = 5
     h, r, t = torch.tensor([1]), torch.tensor([0]), torch.tensor([3])
