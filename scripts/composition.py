@@ -110,7 +110,17 @@ def run(args) -> None:
 def table() -> str:
     lines = ["# Tied composition on real data", "",
              "Written by `python scripts/composition.py --table` from "
-             "`docs/results/composition/*.json`; each JSON names its command and machine.", ""]
+             "`docs/results/composition/*.json`; each JSON names its command, machine and "
+             "overrides.", "",
+             "Both arms train `configs/<dataset>_none_flow_rotation.yaml` (no encoder, rotation "
+             "flow, 1vsAll) with `patterns: auto` under the same `train.time_budget` (checked "
+             "after each epoch) and the same seed, without validation during training: "
+             "*no rules* with `composition_confidence: null` (involutions and tied inverse pairs "
+             "only), *rules* with composition rules adopted at PCA confidence ≥ 0.9 and head "
+             "coverage ≥ 0.5. Test MRR is filtered, both directions; per relation it is the mean "
+             "over that relation's head and tail queries. Where no rule qualifies both arms "
+             "build the same model and one run serves both. The machine (2 cores) was shared "
+             "with other jobs during every run, so epochs reached within a budget vary.", ""]
     summary, detail = [], []
     for f in sorted(RESULTS.glob("*.json")):
         d = json.loads(f.read_text())
