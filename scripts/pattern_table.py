@@ -1,12 +1,17 @@
 """Flow family × relation pattern on the synthetic suite: what involutions do for symmetric
-relations, what free flows do for antisymmetric ones, what tying inverse pairs buys.
+relations, what free flows do for antisymmetric ones, what tying inverse pairs and composition
+rules buys.
 
     python scripts/pattern_table.py --out runs/pattern_table
+    python scripts/pattern_table.py --modes auto --baselines --families rotation --dim 256
 
-Each flow family is trained twice — ``patterns: free`` (every relation its own f_r) and
+Each flow family is trained with ``patterns: free`` (every relation its own f_r) and
 ``patterns: auto`` (involutions for relations detected as symmetric, f_{r2} = f_{r1}⁻¹ for
-detected inverse pairs) — beside ComplEx / RotatE / TransE baselines with the same budget.
-Prints per-pattern test MRR as a Markdown table and writes ``<out>/synthetic.json``.
+detected inverse pairs, f_{r3} = f_{r2} ∘ f_{r1} for mined composition rules) — ``--modes``
+picks which — beside ComplEx / RotatE / TransE baselines with the same budget. ``auto-norules``
+is ``auto`` without composition rules (``composition_confidence: null``). Prints per-pattern
+test MRR as a Markdown table and writes ``<out>/synthetic.json`` (with each auto run's chosen
+patterns and adopted rules).
 """
 
 from __future__ import annotations
@@ -33,11 +38,19 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--modes", nargs="*", default=["free", "auto"],
+                   choices=["free", "auto", "auto-norules"])
     p.add_argument("--out", default="runs/pattern_table")
     args = p.parse_args()
     info = print_header()
-    runs = [(f"flow/{f} ({m})", {"name": "flow", "flow": f, "patterns": m, "p": 2.0})
-            for f in args.families for m in ("free", "auto")]
+
+    def decoder(family: str, mode: str) -> dict:
+        dec = {"name": "flow", "flow": family, "patterns": mode.split("-")[0], "p": 2.0}
+        if mode == "auto-norules":
+            dec["composition_confidence"] = None
+        return dec
+
+    runs = [(f"flow/{f} ({m})", decoder(f, m)) for f in args.families for m in args.modes]
     runs += [(b, {"name": b}) for b in args.baselines]
     rows = []
     for label, dec in runs:
@@ -50,7 +63,11 @@ def main() -> None:
         }
         safe = label.replace("/", "_").replace(" ", "").replace("(", "_").replace(")", "")
         res = run_dict(cfg, out=Path(args.out) / safe)
-        row = {"model": label, "all": res["test"]["mrr"], "epoch_s": res["epoch_seconds"]}
+        row = {"model": label, "all": res["test"]["mrr"], "epoch_s": res["epoch_seconds"],
+               "epochs": res["epochs"]}
+        if dec.get("patterns") == "auto":
+            row["relation_patterns"] = res.get("relation_patterns")
+            row["composition_rules"] = res.get("composition_rules")
         for pat in PATTERNS:
             row[pat] = res["test_per_pattern"].get(pat, {}).get("mrr", float("nan"))
         rows.append(row)

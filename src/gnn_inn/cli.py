@@ -6,6 +6,7 @@ gnn-inn train --config FILE [--set key=value ...] [--out DIR] [--data-dir DIR]
 torchrun --standalone --nproc_per_node N -m gnn_inn.cli train ...  (data-parallel training)
 gnn-inn evaluate CHECKPOINT [--split test]
 gnn-inn stats DATASET [--data-dir DIR]
+gnn-inn rules DATASET [--min-confidence C] [--min-support S] [--min-head-coverage H] [--top K]
 gnn-inn predict CHECKPOINT --head H --relation R [--k 10]     (or --tail T for head queries)
 gnn-inn certify CHECKPOINT                                    (flow decoders: invertibility)
 gnn-inn sample CHECKPOINT --head H --relation R [--n 20] [--seed 0]  (stochastic decoders)
@@ -128,6 +129,49 @@ def cmd_stats(args) -> int:
 
     kg = load_dataset(args.dataset, data_dir=args.data_dir)
     print(_json({"dataset": kg.name, **kg.stats()}, indent=2))
+    return 0
+
+
+def cmd_rules(args) -> int:
+    """Composition rules ``r3(x,z) <= b1(x,y) ∧ b2(y,z)`` mined from the training triples, best
+    first, and the ones ``patterns: auto`` of a flow decoder would adopt."""
+    import time
+
+    from .data import load_dataset
+    from .data.rules import mine_rules
+    from .decoders.patterns import adopt_compositions, infer_patterns
+
+    for name, v, lo in (("--min-confidence", args.min_confidence, 0.0),
+                        ("--min-head-coverage", args.min_head_coverage, 0.0),
+                        ("--adopt-confidence", args.adopt_confidence, 0.0),
+                        ("--adopt-head-coverage", args.adopt_head_coverage, 0.0)):
+        if not lo <= v <= 1.0:
+            raise ValueError(f"rules: {name} must be in [0, 1], got {v}")
+    if args.min_support < 1 or args.top < 0:
+        raise ValueError(f"rules: --min-support must be ≥ 1 and --top ≥ 0, got "
+                         f"{args.min_support} and {args.top}")
+    kg = load_dataset(args.dataset, data_dir=args.data_dir)
+    t0 = time.perf_counter()
+    rules = mine_rules(kg.train, kg.num_relations, kg.num_entities,
+                       min_support=args.min_support, min_head_coverage=args.min_head_coverage,
+                       min_confidence=args.min_confidence)
+    seconds = time.perf_counter() - t0
+    # what `patterns: auto` adopts: symmetric / inverse patterns first, then the rules
+    pats = infer_patterns(kg.train, kg.num_relations)
+    adopted = adopt_compositions(pats, rules, kg.num_relations,
+                                 confidence=args.adopt_confidence,
+                                 head_coverage=args.adopt_head_coverage,
+                                 min_support=args.min_support)
+    names = kg.relation_names
+    print(json.dumps({
+        "dataset": kg.name, "num_rules": len(rules), "mining_seconds": round(seconds, 3),
+        "thresholds": {"min_support": args.min_support, "min_confidence": args.min_confidence,
+                       "min_head_coverage": args.min_head_coverage},
+        "rules": [q.as_dict(names) for q in rules[: args.top]],
+        "adopted_by_auto": {"confidence": args.adopt_confidence,
+                            "head_coverage": args.adopt_head_coverage,
+                            "rules": [q.as_dict(names) for q in adopted]},
+    }, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -271,6 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dataset", help="registered name or a folder with train/valid/test.txt")
     s.add_argument("--data-dir")
     s.set_defaults(func=cmd_stats)
+
+    ru = sub.add_parser("rules", help="composition rules mined from the training triples")
+    ru.add_argument("dataset", help="registered name or a folder with train/valid/test.txt")
+    ru.add_argument("--min-support", type=int, default=10,
+                    help="least number of distinct head pairs the body explains")
+    ru.add_argument("--min-confidence", type=float, default=0.5, help="least PCA confidence")
+    ru.add_argument("--min-head-coverage", type=float, default=0.01)
+    ru.add_argument("--top", type=int, default=50, help="print the best K rules")
+    ru.add_argument("--adopt-confidence", type=float, default=0.9,
+                    help="PCA confidence from which patterns: auto ties a relation")
+    ru.add_argument("--adopt-head-coverage", type=float, default=0.5,
+                    help="head coverage from which patterns: auto ties a relation")
+    ru.add_argument("--data-dir")
+    ru.set_defaults(func=cmd_rules)
 
     pr = sub.add_parser("predict", help="top-k answers of one query")
     pr.add_argument("checkpoint")

@@ -21,7 +21,15 @@ Patterns by construction (``patterns``), per relation:
 * ``involution`` — ``f_r = g_r⁻¹ ∘ σ ∘ g_r`` with σ a fixed involution, so ``f_r ∘ f_r = id``
   exactly: the relation is symmetric whatever the weights;
 * ``tied-inverse:<r1>`` — ``f_r = f_{r1}⁻¹``: inverse relation pairs share one map;
-* ``auto`` — chosen from training statistics (:func:`gnn_inn.decoders.patterns.infer_patterns`).
+* ``composition:<r1>,<r2>`` — ``f_r = f_{r2} ∘ f_{r1}`` (a body relation written ``<r>^-1`` is
+  used inverted), exact inverse ``f_{r1}⁻¹ ∘ f_{r2}⁻¹``, log-dets summed; with ``,residual``
+  ``f_r = g_r ∘ f_{r2} ∘ f_{r1}`` with a learned residual flow ``g_r`` that starts at the
+  identity (for rules that hold only partly). Body relations may themselves be tied or composed:
+  every relation's map is resolved once, in dependency order, into a *program* — a short list of
+  (transform, direction, parameter row) steps — and a batch runs step by step, each step one
+  call per transform and direction for all rows that need it;
+* ``auto`` — chosen from training statistics (:func:`gnn_inn.decoders.patterns.infer_patterns`),
+  composition rules mined by :func:`gnn_inn.data.rules.mine_rules` included.
 """
 
 from __future__ import annotations
@@ -34,11 +42,41 @@ from torch import Tensor
 
 from ..flows import build_flow, make_involution, soft_clamp
 from .base import Decoder, neg_distance_all, neg_distance_pairs
-from .patterns import RelationPattern, parse_patterns
+from .patterns import RelationPattern, parse_patterns, resolution_order
 
 log = logging.getLogger(__name__)
 
-_KIND = {"free": 0, "involution": 1, "tied-inverse": 2}
+_KIND = {"free": 0, "involution": 1, "tied-inverse": 2, "composition": 3}
+# steps of a relation's program: (operation, parameter row); NOOP pads short programs
+_NOOP, _FLOW, _FLOW_INV, _INVOL, _RES, _RES_INV = range(6)
+_FLIP = {_FLOW: _FLOW_INV, _FLOW_INV: _FLOW, _INVOL: _INVOL, _RES: _RES_INV, _RES_INV: _RES}
+
+
+def _invert(program: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    return [(_FLIP[op], c) for op, c in reversed(program)]
+
+
+def relation_programs(patterns: list[RelationPattern],
+                      relation_names: list[str] | None = None) -> list[list[tuple[int, int]]]:
+    """Per relation, the forward map as ``[(operation, parameter row), ...]`` applied in order
+    (dependencies resolved first; a cycle raises naming it)."""
+    prog: list[list[tuple[int, int]] | None] = [None] * len(patterns)
+    for r in resolution_order(patterns, relation_names):
+        q = patterns[r]
+        if q.kind == "free":
+            prog[r] = [(_FLOW, r)]
+        elif q.kind == "involution":
+            prog[r] = [(_INVOL, r)]
+        elif q.kind == "tied-inverse":
+            prog[r] = _invert(prog[q.partner])
+        else:
+            steps: list[tuple[int, int]] = []
+            for b, inv in q.body:
+                steps += _invert(prog[b]) if inv else prog[b]
+            if q.residual:
+                steps.append((_RES, r))
+            prog[r] = steps
+    return prog
 
 
 class FlowDecoder(Decoder):
@@ -70,6 +108,14 @@ class FlowDecoder(Decoder):
             ``s = γ − τ_r ‖f_r(e_h) − e_t‖ (+ b_t)``. A softmax / sigmoid over the scores is then
             as sharp as the relation needs (one answer) or as flat (many answers), which one
             shared embedding geometry cannot give every relation at once.
+        composition_confidence: ``patterns: auto`` ties a relation to a mined composition rule
+            with at least this PCA confidence (``None``: mine no rules).
+        composition_head_coverage: … and at least this head coverage.
+        composition_min_support: … and at least this support (distinct head pairs).
+        composition_residual: rules adopted by ``auto`` get a residual flow ``g_r``.
+        residual_flow: the family of the residual flows ``g_r`` (name or spec); it must start at
+            the identity (checked): ``affine`` (default), ``translation``, ``lu``,
+            ``{name: rotation, init_angles: zero}``, ``orthogonal``.
     """
 
     def __init__(
@@ -79,6 +125,9 @@ class FlowDecoder(Decoder):
         relation_source: str = "own", train_triples: Tensor | None = None,
         relation_names: list[str] | None = None, entity_bias: bool = False,
         num_entities: int | None = None, relation_scale: bool = False,
+        composition_confidence: float | None = 0.9, composition_head_coverage: float = 0.5,
+        composition_min_support: int = 10, composition_residual: bool = False,
+        residual_flow: str | dict[str, Any] = "affine",
     ) -> None:
         if conditioning not in ("table", "context"):
             raise ValueError(f"conditioning must be 'table' or 'context', got {conditioning!r}")
@@ -101,16 +150,34 @@ class FlowDecoder(Decoder):
         if isinstance(patterns, list) and patterns and isinstance(patterns[0], RelationPattern):
             pats = patterns
         else:
-            pats = parse_patterns(patterns, num_relations, train_triples, relation_names)
+            auto = {"composition_confidence": composition_confidence,
+                    "composition_head_coverage": composition_head_coverage,
+                    "composition_min_support": composition_min_support,
+                    "composition_residual": composition_residual, "num_entities": num_entities}
+            pats = parse_patterns(patterns, num_relations, train_triples, relation_names,
+                                  auto_options=auto)
             if patterns == "auto":
                 names = relation_names or [str(i) for i in range(num_relations)]
                 chosen = {names[i]: q.as_str() for i, q in enumerate(pats) if q.kind != "free"}
                 log.info("patterns=auto chose %s (all other relations free)", chosen or "nothing")
         self.patterns = pats
+        self.relation_names = list(relation_names) if relation_names else None
         self.register_buffer("kind", torch.tensor([_KIND[q.kind] for q in pats], dtype=torch.long))
         self.register_buffer("partner", torch.tensor(
             [q.partner if q.kind == "tied-inverse" else i for i, q in enumerate(pats)],
             dtype=torch.long))
+        # every relation's map as a padded program [R, L] of (operation, parameter row), both
+        # directions (not saved: rebuilt from the patterns)
+        progs = relation_programs(pats, relation_names)
+        length = max(len(p) for p in progs) if progs else 1
+        for name, ps in (("prog", progs), ("prog_inv", [_invert(p) for p in progs])):
+            ops = torch.full((num_relations, length), _NOOP, dtype=torch.long)
+            rows = torch.zeros((num_relations, length), dtype=torch.long)
+            for r, p in enumerate(ps):
+                for k, (op, c) in enumerate(p):
+                    ops[r, k], rows[r, k] = op, c
+            self.register_buffer(f"{name}_op", ops, persistent=False)
+            self.register_buffer(f"{name}_row", rows, persistent=False)
         spec = {"name": flow} if isinstance(flow, str) else dict(flow)
         self.flow_spec = spec
         cond = ({"num_contexts": num_relations} if conditioning == "table"
@@ -120,7 +187,16 @@ class FlowDecoder(Decoder):
             self.involution = make_involution(build_flow(spec, dim=dim, **cond), sigma=involution)
         else:
             self.involution = None
+        if any(q.kind == "composition" and q.residual for q in pats):
+            rspec = {"name": residual_flow} if isinstance(residual_flow, str) else dict(
+                residual_flow)
+            self.residual = build_flow(rspec, dim=dim, **cond)
+            self.residual_spec = rspec
+        else:
+            self.residual = None
         self.reset_parameters()
+        if self.residual is not None:
+            self._check_residual_identity(context_dim)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -131,6 +207,21 @@ class FlowDecoder(Decoder):
             if m is not None and hasattr(m, "reset_parameters"):
                 m.reset_parameters()
 
+    def _check_residual_identity(self, context_dim: int) -> None:
+        """The residual flows must start at the identity (so a tied relation starts exactly at
+        its rule); raise naming the family otherwise."""
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(8, self.dim, generator=g)
+        ctx = (torch.zeros(8, dtype=torch.long) if self.conditioning == "table"
+               else torch.randn(8, context_dim, generator=g))
+        with torch.no_grad():
+            y, _ = self.residual(x, ctx)
+        if not torch.allclose(y, x, atol=1e-5):
+            raise ValueError(
+                f"FlowDecoder: residual_flow {self.residual_spec} does not start at the identity "
+                f"(max |g(x) − x| = {float((y - x).abs().max()):.3g}); use one that does, e.g. "
+                "'affine', 'translation', 'lu' or {name: rotation, init_angles: zero}")
+
     # --------------------------------------------------------------- transforms
     def _context(self, rel: Tensor | None, ids: Tensor) -> Tensor:
         if self.conditioning == "table":
@@ -139,28 +230,35 @@ class FlowDecoder(Decoder):
 
     def transform(self, x: Tensor, r: Tensor, rel: Tensor | None = None,
                   inverse: bool = False) -> tuple[Tensor, Tensor]:
-        """Apply ``f_r`` (or ``f_r⁻¹``) row-wise: ``x[B, d], r[B] → (y[B, d], log|det|[B])``."""
-        kind = self.kind[r]
-        y = torch.empty_like(x)
+        """Apply ``f_r`` (or ``f_r⁻¹``) row-wise: ``x[B, d], r[B] → (y[B, d], log|det|[B])``.
+
+        Runs each relation's program (see the module docstring): free relations one step of
+        ``f`` in the asked direction, tied inverses their partner's steps reversed and inverted,
+        involutions (their own inverse) one step, compositions their body's steps in order;
+        log-dets add up.
+        """
+        ops = (self.prog_inv_op if inverse else self.prog_op)[r]
+        rows = (self.prog_inv_row if inverse else self.prog_row)[r]
         ladj = x.new_zeros(x.shape[0])
-        # free relations run f in the asked direction, tied ones run their partner's map in the
-        # opposite direction; involutions are their own inverse
-        flip = kind == _KIND["tied-inverse"]
-        ctx_id = torch.where(flip, self.partner[r], r)
-        use_flow = kind != _KIND["involution"]
-        run_inverse = flip ^ inverse
-        for sel, inv in ((use_flow & ~run_inverse, False), (use_flow & run_inverse, True)):
-            if sel.any():
+        for k in range(ops.shape[1]):
+            op_k = ops[:, k]
+            if k and bool((op_k == _NOOP).all()):
+                break
+            y = x.clone() if k else torch.empty_like(x)
+            for op in (_FLOW, _FLOW_INV, _INVOL, _RES, _RES_INV):
+                sel = op_k == op
+                if not sel.any():
+                    continue
                 idx = sel.nonzero().squeeze(1)
-                fn = self.flow.inverse if inv else self.flow.forward
-                yi, li = fn(x[idx], self._context(rel, ctx_id[idx]))
-                y[idx], ladj[idx] = yi.to(y.dtype), li.to(ladj.dtype)
-        sel = ~use_flow
-        if sel.any():
-            idx = sel.nonzero().squeeze(1)
-            yi, li = self.involution.forward(x[idx], self._context(rel, r[idx]))
-            y[idx], ladj[idx] = yi.to(y.dtype), li.to(ladj.dtype)
-        return y, ladj
+                fn = {_FLOW: self.flow.forward, _FLOW_INV: self.flow.inverse,
+                      _INVOL: getattr(self.involution, "forward", None),
+                      _RES: getattr(self.residual, "forward", None),
+                      _RES_INV: getattr(self.residual, "inverse", None)}[op]
+                yi, li = fn(x[idx], self._context(rel, rows[idx, k]))
+                y[idx] = yi.to(y.dtype)
+                ladj = ladj.index_add(0, idx, li.to(ladj.dtype))
+            x = y
+        return x, ladj
 
     # ------------------------------------------------------------- decoder API
     def tail_query(self, ent, rel, h, r):
@@ -213,8 +311,27 @@ class FlowDecoder(Decoder):
         return self._finish(fwd, r, candidates)
 
     def pattern_table(self) -> list[str]:
-        """One pattern string per relation (``free``, ``involution``, ``tied-inverse:<r1>``)."""
+        """One pattern string per relation (``free``, ``involution``, ``tied-inverse:<r1>``,
+        ``composition:<r1>,<r2>[,residual]``; relation ids, ``^-1`` marks an inverted body)."""
         return [q.as_str() for q in self.patterns]
+
+    def composition_rules(self) -> list[dict]:
+        """The composition ties, one dict per composed relation: head, body (relation names,
+        ``^-1`` inverted), residual, and — when adopted by ``auto`` — the mined rule's support,
+        head coverage and confidences."""
+        names = self.relation_names or [str(i) for i in range(self.num_relations)]
+        out = []
+        for r, q in enumerate(self.patterns):
+            if q.kind != "composition":
+                continue
+            d = {"head": names[r],
+                 "body": [names[b] + ("^-1" if inv else "") for b, inv in q.body],
+                 "residual": q.residual}
+            if q.rule is not None:
+                d.update({k: q.rule[k] for k in ("support", "head_coverage", "std_confidence",
+                                                 "pca_confidence", "body_size")})
+            out.append(d)
+        return out
 
     def pattern_summary(self) -> dict[str, int]:
         out: dict[str, int] = {}

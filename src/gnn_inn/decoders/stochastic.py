@@ -248,6 +248,15 @@ class StochasticFlowDecoder(Decoder):
         """Relation pattern of ``f_r`` per relation (see :class:`FlowDecoder`)."""
         return self.mean.pattern_table()
 
+    @property
+    def patterns(self):
+        """The mean map's :class:`~gnn_inn.decoders.patterns.RelationPattern` per relation."""
+        return self.mean.patterns
+
+    def composition_rules(self) -> list[dict]:
+        """The mean map's composition ties (see :meth:`FlowDecoder.composition_rules`)."""
+        return self.mean.composition_rules()
+
     def _relation_context(self, rel: Tensor | None, r: Tensor, mode: str) -> Tensor:
         table = self.relation if rel is None else rel
         if table is None:

@@ -519,6 +519,8 @@ class Trainer:
             from ..decoders.certificate import certify
 
             res["relation_patterns"] = dict(zip(self.kg.relation_names, decoder.pattern_table()))
+            if getattr(decoder, "composition_rules", None) is not None:
+                res["composition_rules"] = decoder.composition_rules()
             res["certificate"] = certify(self.model, per_relation=64, jacobian_samples=4)
         if self.out_dir is not None:
             (self.out_dir / "results.json").write_text(
