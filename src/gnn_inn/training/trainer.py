@@ -41,10 +41,15 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError
-from ..evaluation import evaluate, evaluate_ogb
+from ..data import check_vocab
+from ..data.triples import edges_outside
+from ..decoders.certificate import certify
+from ..evaluation import evaluate, evaluate_ogb, metrics_from_ranks
+from .capabilities import check_combination
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistContext, shard_query_batch
 from .losses import LOSSES, accepts_type_ranges, build_loss, resolve_type_ranges
+from .sampling import build_sampled_objective
 
 log = logging.getLogger(__name__)
 
@@ -161,23 +166,8 @@ def build_scheduler(cfg, optimizer, steps_per_epoch: int):
     )
 
 
-def remove_triples_from_graph(edge_index: Tensor, edge_type: Tensor, triples: Tensor,
-                              num_entities: int, num_relations: int) -> Tensor:
-    """Boolean mask ``[E]`` keeping the edges that are *not* one of ``triples[M, 3]`` or their
-    inverse edges (types ``r + R``). Used to hide a step's supervision triples from its encoder.
-    """
-    src, dst = edge_index
-    base = edge_type % num_relations
-    fwd = edge_type < num_relations
-    # orient every edge back to its original (h, r, t)
-    h = torch.where(fwd, src, dst)
-    t = torch.where(fwd, dst, src)
-    n = num_entities
-    ekey = (h * num_relations + base) * n + t
-    tk = triples.to(edge_index.device)
-    tkey = torch.sort((tk[:, 0] * num_relations + tk[:, 1]) * n + tk[:, 2]).values
-    pos = torch.searchsorted(tkey, ekey).clamp_max(max(tkey.numel() - 1, 0))
-    return tkey[pos] != ekey if tkey.numel() else torch.ones_like(ekey, dtype=torch.bool)
+#: the step's supervision edges hidden from its encoder (kept under its old name)
+remove_triples_from_graph = edges_outside
 
 
 class Trainer:
@@ -208,10 +198,10 @@ class Trainer:
         self.generator = seed_everything(config.seed)
         tcfg = config.train
         loss_kwargs = dict(tcfg.loss)
+        check_combination(encoder=self.model.encoder, decoder=self.model.decoder,
+                          loss=str(loss_kwargs.get("name")), sampled=tcfg.sampler is not None)
         self.sampler = None  # neighbour-sampled objective (train.sampler), else full batch
         if tcfg.sampler is not None:
-            from .sampling import build_sampled_objective
-
             self.sampler = build_sampled_objective(tcfg.sampler, model=self.model, kg=kg,
                                                    loss=tcfg.loss)
             self.loss = None
@@ -293,8 +283,6 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         """Restore model, optimiser, scheduler, RNG states and counters from ``path``."""
-        from ..data import check_vocab
-
         ckpt = load_checkpoint(path, map_location=self.device)
         check_vocab(ckpt["vocab"], self.kg, source=str(path))
         self.model.load_state_dict(ckpt["model"])
@@ -482,8 +470,6 @@ class Trainer:
             res["test_per_pattern"] = per_pattern(test, patterns)
         decoder = self.model.decoder
         if hasattr(decoder, "pattern_table"):
-            from ..decoders.certificate import certify
-
             res["relation_patterns"] = dict(zip(self.kg.relation_names, decoder.pattern_table()))
             res["certificate"] = certify(self.model, per_relation=64, jacobian_samples=4)
         if self.out_dir is not None:
@@ -493,8 +479,6 @@ class Trainer:
 
 def per_pattern(result, patterns: dict[int, str]) -> dict[str, dict[str, float]]:
     """Metrics per relation pattern (synthetic suite), both directions."""
-    from ..evaluation import metrics_from_ranks
-
     ranks, rels = result.all_ranks()
     out = {}
     for name in sorted(set(patterns.values())):
