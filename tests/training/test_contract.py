@@ -219,15 +219,30 @@ def test_readme_table_is_generated_from_the_flags():
 
 
 # ----------------------------------------------------------------- two real processes
+def _three_steps(tr) -> dict:
+    """Losses of three training steps, the (all-reduced) gradients of the first, the weights
+    after the third."""
+    out: dict = {"losses": []}
+    for i, step in enumerate(tr.loss.batches(128, tr.generator) if tr.sampler is None
+                             else tr.sampler.batches(128, tr.generator)):
+        out["losses"].append(tr._step(step))
+        if i == 0:
+            out["grads"] = {n: p.grad.to_dense().clone() for n, p in tr.model.named_parameters()
+                            if p.grad is not None}
+        if i == 2:
+            break
+    out["state"] = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    return out
+
+
 def _worker(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     tr = trainer_from_config(Config.from_dict(cfg), quiet=True)
-    tr.train_epoch(max_steps=3)
-    state = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    res = _three_steps(tr)
     tr.dist.close()
-    torch.save(state, Path(out) / f"rank{rank}.pt")
+    torch.save(res, Path(out) / f"rank{rank}.pt")
 
 
 @pytest.mark.slow
@@ -235,13 +250,16 @@ def _worker(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
 @pytest.mark.parametrize("sampled", [False, True], ids=["full_batch", "sampled"])
 @pytest.mark.parametrize("decoder", sorted(set(DECODERS) - {"conve"}))
 def test_two_processes_equal_one_process_every_decoder(tmp_path, decoder, sampled):
-    """Two gloo processes (forked, the torchrun environment) train the same weights as one
-    process over three steps. (ConvE is left out: its batch norm uses per-rank statistics.)"""
+    """Two gloo processes (forked, the torchrun environment) take the one-process steps: the
+    same losses, the same summed gradients, the same weights after three steps. (ConvE is
+    left out: its batch norm uses per-rank statistics.) Weights are compared where the
+    gradient is not rounding noise: a parameter with an exactly-zero true gradient (TransE's
+    distances ignore a shift of every embedding, so the encoder's last bias gets none) gets
+    Adam steps of size ``lr`` from ~1e-9 rounding differences, in either run."""
     import socket
 
     cfg = _cfg(decoder, sampled=sampled)
-    ref = trainer_from_config(Config.from_dict(cfg), quiet=True)
-    ref.train_epoch(max_steps=3)
+    ref = _three_steps(trainer_from_config(Config.from_dict(cfg), quiet=True))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -249,5 +267,12 @@ def test_two_processes_equal_one_process_every_decoder(tmp_path, decoder, sample
                        start_method="fork")
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
-        for k, v in ref.model.state_dict().items():
-            torch.testing.assert_close(got[k], v, atol=1e-5, rtol=1e-4, msg=k)
+        assert got["losses"] == pytest.approx(ref["losses"], rel=1e-5)
+        assert set(got["grads"]) == set(ref["grads"])
+        for k, g in ref["grads"].items():
+            torch.testing.assert_close(got["grads"][k], g, atol=1e-6, rtol=1e-4)
+        for k, v in ref["state"].items():
+            g = ref["grads"].get(k.removeprefix("model."))
+            if g is not None and float(g.abs().max()) < 1e-6:
+                continue
+            torch.testing.assert_close(got["state"][k], v, atol=1e-5, rtol=1e-4)
