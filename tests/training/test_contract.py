@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from rank_shares import rank_share_sums
 
 from gnn_inn.config import Config, ConfigError
 from gnn_inn.decoders import DECODERS
 from gnn_inn.experiment import trainer_from_config
 from gnn_inn.training import sampling
 from gnn_inn.training.capabilities import combination_table
-from gnn_inn.training.distributed import DistContext
 from gnn_inn.training.losses import LOSSES
 
 needs_backend = pytest.mark.skipif(sampling.sampling_backend() is None,
@@ -155,26 +155,9 @@ def test_rank_shares_add_up_every_decoder(decoder, sampled):
     tr = trainer_from_config(Config.from_dict(_cfg(decoder, sampled=sampled)), quiet=True)
     source = tr.sampler if sampled else tr.loss
     step = next(source.batches(128, torch.Generator().manual_seed(1)))
-    params = [p for p in tr.model.parameters() if p.requires_grad]
 
     def grads(world: int):
-        total = [torch.zeros_like(p) for p in params]
-        value = 0.0
-        for rank in range(world):
-            tr.dist = DistContext(rank=rank, world_size=world)
-            tr.model.zero_grad(set_to_none=True)
-            tr.model.train()
-            for m in tr.model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-            share = (tr.sampler(tr.model, step, rank, world) if sampled
-                     else tr._full_batch_loss(step))
-            share.backward()
-            value += float(share.detach())
-            for acc, p in zip(total, params):
-                if p.grad is not None:
-                    acc += p.grad
-        return value, total
+        return rank_share_sums(tr, step, world, sampled=sampled, batch_norm_eval=True)
 
     v1, g1 = grads(1)
     v3, g3 = grads(3)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from rank_shares import rank_share_sums
 
 from gnn_inn.config import Config
 from gnn_inn.experiment import trainer_from_config
@@ -74,23 +75,9 @@ def test_rank_shares_add_up_to_the_one_process_gradient(loss, sampler):
     tr = trainer_from_config(Config.from_dict(_cfg(sampler=sampler, loss=loss)), quiet=True)
     source = tr.sampler if tr.sampler is not None else tr.loss
     step = next(source.batches(300, torch.Generator().manual_seed(1)))
-    params = [p for p in tr.model.parameters() if p.requires_grad]
 
     def grads(world: int):
-        total = [torch.zeros_like(p) for p in params]
-        value = 0.0
-        for rank in range(world):
-            tr.dist = DistContext(rank=rank, world_size=world)
-            tr.model.zero_grad(set_to_none=True)
-            tr.model.train()
-            share = (tr.sampler(tr.model, step, rank, world) if sampler
-                     else tr._full_batch_loss(step))
-            share.backward()
-            value += float(share.detach())
-            for t, p in zip(total, params):
-                if p.grad is not None:
-                    t += p.grad
-        return value, total
+        return rank_share_sums(tr, step, world, sampled=sampler)
 
     v1, g1 = grads(1)
     v3, g3 = grads(3)
@@ -119,11 +106,8 @@ def _worker(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
                Path(out) / f"rank{rank}.pt")
 
 
-@pytest.mark.parametrize("sampler", [False, True], ids=["full_batch", "sampled"])
-def test_two_processes_equal_one_process(tmp_path, sampler):
-    if sampler and sampling.sampling_backend() is None:
-        pytest.skip("no sampling backend")
-    cfg = _cfg(sampler=sampler, loss="kvsall" if not sampler else "1vsall")
+def _assert_two_processes_equal_one(tmp_path, cfg: dict) -> None:
+    """``fit`` in one process and in two forked gloo processes: same weights and metrics."""
     ref = trainer_from_config(Config.from_dict(cfg), quiet=True)
     ref_res = ref.fit()
     # fork: the children reuse this process's imports (a spawn would re-import torch)
@@ -135,6 +119,14 @@ def test_two_processes_equal_one_process(tmp_path, sampler):
             torch.testing.assert_close(got["state"][k], v, atol=1e-5, rtol=1e-4, msg=k)
         assert got["test"]["mrr"] == pytest.approx(ref_res["test"]["mrr"], abs=1e-6)
         assert got["valid"]["mrr"] == pytest.approx(ref_res["valid"]["mrr"], abs=1e-6)
+
+
+@pytest.mark.parametrize("sampler", [False, True], ids=["full_batch", "sampled"])
+def test_two_processes_equal_one_process(tmp_path, sampler):
+    if sampler and sampling.sampling_backend() is None:
+        pytest.skip("no sampling backend")
+    cfg = _cfg(sampler=sampler, loss="kvsall" if not sampler else "1vsall")
+    _assert_two_processes_equal_one(tmp_path, cfg)
 
 
 @pytest.mark.slow
@@ -224,12 +216,4 @@ def test_two_processes_equal_one_process_sparse_embeddings(tmp_path):
     cfg["train"]["sampler"]["num_neighbors"] = [3, 3]
     cfg["train"]["batch_size"] = 64
     cfg["train"]["epochs"] = 1
-    ref = trainer_from_config(Config.from_dict(cfg), quiet=True)
-    ref_res = ref.fit()
-    mp.start_processes(_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2,
-                       start_method="fork")
-    for rank in (0, 1):
-        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
-        for k, v in ref.model.state_dict().items():
-            torch.testing.assert_close(got["state"][k], v, atol=1e-5, rtol=1e-4, msg=k)
-        assert got["test"]["mrr"] == pytest.approx(ref_res["test"]["mrr"], abs=1e-6)
+    _assert_two_processes_equal_one(tmp_path, cfg)
