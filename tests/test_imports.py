@@ -25,8 +25,9 @@ def _modules() -> dict[str, tuple[Path, bool]]:
 
 def import_graph() -> dict[str, set[str]]:
     """``{module: modules it imports}`` within gnn_inn; importing ``a.b.c`` also counts as
-    importing the packages ``a.b`` (their ``__init__`` runs); a module's own ancestors are
-    left out (Python runs them first)."""
+    importing the packages ``a.b`` (their ``__init__`` runs), except a module's own ancestors
+    (Python runs them first) — unless it imports one by name (``from . import x`` inside a
+    package's submodule is an edge back to the package)."""
     mods = _modules()
     graph = {}
     for name, (path, is_pkg) in mods.items():
@@ -50,8 +51,12 @@ def import_graph() -> dict[str, set[str]]:
                 while t not in mods:
                     t = t.rsplit(".", 1)[0]
                 parts = t.split(".")
-                deps.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
-        graph[name] = {d for d in deps if d != name and not name.startswith(d + ".")}
+                # the packages on the way run first; a module's own ancestors have run already,
+                # unless the module imports one of them by name (``from . import x``)
+                deps.update(d for d in (".".join(parts[:i]) for i in range(2, len(parts)))
+                            if not name.startswith(d + "."))
+                deps.add(t)
+        graph[name] = deps - {name}
     return graph
 
 
@@ -76,6 +81,13 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         if v not in state and (c := visit(v)):
             return c
     return None
+
+
+def test_import_graph_sees_an_import_of_the_own_package():
+    graph = import_graph()
+    # trainer imports its siblings, never its own package by name
+    assert "gnn_inn.training" not in graph["gnn_inn.training.trainer"]
+    assert "gnn_inn.training.losses" in graph["gnn_inn.training.trainer"]
 
 
 def test_find_cycle_detects_a_cycle():
