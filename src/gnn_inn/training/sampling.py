@@ -415,7 +415,8 @@ class NeighborSampledObjective:
         Returns:
             ``(scores [2b, C], target [2b] column of each query's answer, ok [2b, C] columns
             that count for the query — drawn negatives and the own answer, in its type range —,
-            known [2b, C] known training answers of the query, the own answer included)``.
+            known [2b, C] known training answers of the query, the own answer included; for
+            ``1vsall``, which does not read it, the own answer only)``.
         """
         dev = ent.device
         h, r, t = (c.contiguous() for c in part.unbind(1))
@@ -434,7 +435,9 @@ class NeighborSampledObjective:
         if self.type_ranges is not None:  # candidates outside the query's type range
             ok = ok & ~self.out_of_type(r, seeds)
         known = own.clone()
-        if self.loss_name != "nssa" or self.filter_negatives:
+        # known training answers among the candidates: labels of kvsall, the filter of nssa;
+        # 1vsall keeps them as negatives, so the [2b, C] lookups are skipped
+        if self.loss_name == "kvsall" or (self.loss_name == "nssa" and self.filter_negatives):
             known |= torch.cat([self.known.contains_answers(h, r, seeds, "tail"),
                                 self.known.contains_answers(t, r, seeds, "head")])
         return scores, target.to(dev), ok.to(dev), known.to(dev)
