@@ -306,7 +306,7 @@ class DistContext:
             if sparse:
                 p.grad = torch.sparse_coo_tensor(cat_ids.unsqueeze(0),
                                                  cat_vals.view(-1, *p.shape[1:]),
-                                                 p.shape).coalesce()
+                                                 p.shape, check_invariants=False).coalesce()
             else:  # every rank adds the same rows in the same (rank) order: identical sums
                 g = torch.zeros_like(p)
                 g.view(p.shape[0], -1).index_add_(0, cat_ids, cat_vals)
