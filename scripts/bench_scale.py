@@ -2,9 +2,11 @@
 
 A random knowledge graph with ogbl-wikikg2's size — 2,500,604 entities, 535 relations,
 16,109,182 training triples (32M message edges with inverses) — times ``--scale``, trained
-with ``train.sampler`` (R-GCN encoder, DistMult decoder, sampled softmax over shared
-negatives) for a fixed number of steps. Heads and tails are drawn with a skewed
-(``u^1.5``) distribution so that a few entities are hubs, like in real KGs.
+with ``train.sampler`` (``--model rgcn-distmult``: R-GCN encoder, DistMult decoder;
+``--model compgcn-flow``, the flagship: CompGCN encoder + rotation flows conditioned on
+CompGCN's relation outputs; sampled softmax over shared negatives) for a fixed number of
+steps. Heads and tails are drawn with a skewed (``u^1.5``) distribution so that a few
+entities are hubs, like in real KGs.
 
 Each size runs in a fresh child process, so its peak RSS (``ru_maxrss``) is its own:
 interpreter + torch + graph + sampler CSC + model + optimiser + the steps. Columns:
@@ -47,6 +49,11 @@ level is the step's live working memory. The pinned allocator maps and faults pa
 large allocation, so it runs fewer steps per second; ``--malloc both`` (the default) therefore
 runs each size twice — speed, peak RSS and state from the default allocator, the step's
 working memory from the pinned one. The variables are glibc's; other C libraries ignore them.
+
+``--world-size W`` runs each size as ``W`` gloo processes (the ``torchrun`` environment, one
+child per rank; rank 0 reports): ``exchange MB/step`` is what a rank sends per step for the
+gradients — the entity table as touched rows — against ``dense all-reduce MB``, the payload
+of a dense all-reduce of all gradients (``--malloc default`` is implied).
 
 ``--sparse-embeddings`` (the default here) sets ``train.sparse_embeddings``: the entity
 table's gradient holds only the step's subgraph rows and ``SparseAdam`` updates only those,
@@ -138,6 +145,22 @@ class ScaledKG:
                     num_nodes=self.num_entities)
 
 
+MODELS = {
+    "rgcn-distmult": lambda a: {
+        "encoder": {"name": "rgcn", "num_layers": len(a.fanout), "conv": "typed",
+                    "num_bases": a.bases},
+        "decoder": {"name": "distmult"}},
+    # the flagship: CompGCN's relation outputs condition the rotation flows
+    "compgcn-flow": lambda a: {
+        "encoder": {"name": "compgcn", "num_layers": len(a.fanout), "composition": "corr"},
+        "decoder": {"name": "flow", "flow": "rotation", "conditioning": "context",
+                    "context_dim": a.dim}},
+}
+MODEL_NAMES = {"rgcn-distmult": "R-GCN (typed, {layers} layers, {bases} bases) + DistMult",
+               "compgcn-flow": "CompGCN (corr, {layers} layers) + rotation flow (context: "
+                               "CompGCN relations)"}
+
+
 def child(args) -> dict:
     from gnn_inn.config import Config
     from gnn_inn.model import build_model
@@ -149,9 +172,7 @@ def child(args) -> dict:
     graph = kg.message_graph()
     cfg = Config.from_dict({
         "seed": 0,
-        "model": {"dim": args.dim, "encoder": {"name": "rgcn", "num_layers": len(args.fanout),
-                                               "conv": "typed", "num_bases": args.bases},
-                  "decoder": {"name": "distmult"}},
+        "model": {"dim": args.dim, **MODELS[args.model](args)},
         "train": {"loss": {"name": "1vsall"}, "batch_size": args.batch_size, "lr": 0.001,
                   "device": args.device, "epochs": 1,
                   "sparse_embeddings": args.sparse_embeddings,
@@ -223,6 +244,14 @@ def child(args) -> dict:
         "nodes_per_step": sum(n for n, _ in sizes) / max(steps, 1),
         "edges_per_step": sum(e for _, e in sizes) / max(steps, 1),
     }
+    if trainer.dist.enabled:
+        timed = trainer.exchange_bytes[-steps:]
+        out["world_size"] = trainer.dist.world_size
+        out["exchange_mb_per_step"] = sum(timed) / max(len(timed), 1) / 2**20
+        out["dense_allreduce_mb"] = trainer.dist.last_exchange["dense_bytes"] / 2**20
+        out["exchange_rows_per_step"] = trainer.dist.last_exchange["rows"]
+        trainer.dist.close()
+    out["model"] = args.model
     out["step_mb"] = out["peak_train_mb"] - setup
     out["state_mb"] = warm - setup
     hwm = hwm_mb() if can_reset else None
@@ -245,17 +274,33 @@ def child(args) -> dict:
     return out
 
 
-def run_child(scale: float, argv: list[str], pinned_malloc: bool = False) -> dict:
+def run_child(scale: float, argv: list[str], pinned_malloc: bool = False,
+              world_size: int = 1) -> dict:
+    """One child per size (``world_size`` children, one per rank, under a gloo group);
+    the result of rank 0."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--scale", str(scale),
            *argv]
     env = {k: v for k, v in os.environ.items() if k not in PINNED_MALLOC}
     if pinned_malloc:
         env.update(PINNED_MALLOC)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    stdout, _ = proc.communicate()
-    if proc.returncode:
-        raise SystemExit(f"child for scale {scale} failed (exit {proc.returncode})")
-    lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_TAG)]
+    procs = []
+    if world_size > 1:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+    for rank in range(world_size):
+        if world_size > 1:
+            env = {**env, "RANK": str(rank), "LOCAL_RANK": str(rank),
+                   "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env))
+    outs = [proc.communicate()[0] for proc in procs]
+    if any(proc.returncode for proc in procs):
+        raise SystemExit(f"child for scale {scale} failed "
+                         f"(exit {[proc.returncode for proc in procs]})")
+    lines = [ln for ln in outs[0].splitlines() if ln.startswith(RESULT_TAG)]
     return json.loads(lines[-1][len(RESULT_TAG):])
 
 
@@ -266,6 +311,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--bases", type=int, default=8, help="R-GCN basis decomposition")
+    p.add_argument("--model", choices=sorted(MODELS), default="rgcn-distmult")
+    p.add_argument("--world-size", type=int, default=1,
+                   help="gloo processes per size (the torchrun scheme); rank 0 reports")
     p.add_argument("--fanout", type=int, nargs="+", default=[10, 10])
     p.add_argument("--batch-size", type=int, default=1024, help="training triples per step")
     p.add_argument("--negatives", type=int, default=256)
@@ -299,15 +347,17 @@ def main() -> None:
                    *map(str, args.fanout), "--batch-size", str(args.batch_size),
                    "--negatives", str(args.negatives), "--inference-batch-size",
                    str(args.inference_batch_size), "--device", args.device,
-                   "--threads", str(args.threads)]
+                   "--threads", str(args.threads), "--model", args.model]
     if not args.inference:
         passthrough.append("--no-inference")
     if args.profile:
         passthrough += ["--profile", str(args.profile)]
     passthrough.append("--sparse-embeddings" if args.sparse_embeddings
                        else "--dense-embeddings")
-    print(f"R-GCN (typed, {len(args.fanout)} layers, {args.bases} bases) d={args.dim} + "
-          f"DistMult, fan-out {args.fanout}, {args.batch_size} triples/step, "
+    if args.world_size > 1:
+        args.malloc = "default"
+    name = MODEL_NAMES[args.model].format(layers=len(args.fanout), bases=args.bases)
+    print(f"{name}, d={args.dim}, fan-out {args.fanout}, {args.batch_size} triples/step, "
           f"{args.negatives} shared negatives, {args.steps} timed steps, "
           f"{'sparse' if args.sparse_embeddings else 'dense'} entity-table gradients\n",
           flush=True)
@@ -316,7 +366,8 @@ def main() -> None:
              if args.malloc != "default" else "") + "\n", flush=True)
     rows = []
     for scale in args.scales:
-        row = run_child(scale, passthrough, pinned_malloc=args.malloc == "pinned")
+        row = run_child(scale, passthrough, pinned_malloc=args.malloc == "pinned",
+                        world_size=args.world_size)
         row["malloc"] = args.malloc if args.malloc != "both" else "default"
         if args.malloc == "both":
             pinned = run_child(scale, [*passthrough, "--no-inference", "--profile", "0"],
@@ -334,6 +385,9 @@ def main() -> None:
               if args.malloc == "both" else []),
             ("nodes / step", "nodes_per_step"), ("edges / step", "edges_per_step"),
             ("steps", "steps"), ("steps/s", "steps_per_s"), ("sampling %", "sampling_pct")]
+    if args.world_size > 1:
+        cols += [("exchange MB/step", "exchange_mb_per_step"),
+                 ("dense all-reduce MB", "dense_allreduce_mb")]
     if args.inference:
         cols.append(("infer s", "inference_s"))
     if args.device.startswith("cuda"):

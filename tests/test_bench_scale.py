@@ -33,3 +33,24 @@ def test_bench_scale_runs_default_and_pinned_children(tmp_path):
     assert "step MB (pinned malloc)" in proc.stdout
     if "step_transient_mb" in pinned:  # Linux: the kernel's peak-RSS mark can be reset
         assert row["pinned_step_transient_mb"] == pinned["step_transient_mb"] >= 0
+
+
+@pytest.mark.slow
+def test_bench_scale_flagship_two_ranks_reports_row_exchange(tmp_path):
+    """The flagship (CompGCN + rotation flow) under two gloo ranks: rank 0 reports the bytes
+    it sent per step for the gradients — the touched rows of the entity table plus the dense
+    rest of the model — below a dense all-reduce of all gradients."""
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--scales", "0.002", "--steps", "2", "--warmup", "1",
+         "--dim", "8", "--fanout", "2", "--batch-size", "16", "--model", "compgcn-flow",
+         "--negatives", "8", "--threads", "1", "--no-inference", "--world-size", "2",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(out.read_text())
+    assert row["model"] == "compgcn-flow" and row["world_size"] == 2
+    assert row["entities"] == 5001 and row["steps"] == 2
+    assert 0 < row["exchange_rows_per_step"] < row["entities"]
+    assert 0 < row["exchange_mb_per_step"] < row["dense_allreduce_mb"]
+    assert "exchange MB/step" in proc.stdout

@@ -22,9 +22,9 @@ from gnn_inn.evaluation.uncertainty import (
     type_free_negatives,
 )
 from gnn_inn.model import build_model
+from gnn_inn.training.elbo import ELBOLoss
 from gnn_inn.training.losses import LOSSES, QueryBatch
 from gnn_inn.variational import (
-    ELBOLoss,
     TripleSet,
     bernoulli_weight,
     diag_gaussian_kl,

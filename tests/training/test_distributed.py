@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from rank_shares import rank_share_sums
 
 from gnn_inn.config import Config
 from gnn_inn.experiment import trainer_from_config
@@ -74,23 +75,9 @@ def test_rank_shares_add_up_to_the_one_process_gradient(loss, sampler):
     tr = trainer_from_config(Config.from_dict(_cfg(sampler=sampler, loss=loss)), quiet=True)
     source = tr.sampler if tr.sampler is not None else tr.loss
     step = next(source.batches(300, torch.Generator().manual_seed(1)))
-    params = [p for p in tr.model.parameters() if p.requires_grad]
 
     def grads(world: int):
-        total = [torch.zeros_like(p) for p in params]
-        value = 0.0
-        for rank in range(world):
-            tr.dist = DistContext(rank=rank, world_size=world)
-            tr.model.zero_grad(set_to_none=True)
-            tr.model.train()
-            share = (tr.sampler(tr.model, step, rank, world) if sampler
-                     else tr._full_batch_loss(step))
-            share.backward()
-            value += float(share.detach())
-            for t, p in zip(total, params):
-                if p.grad is not None:
-                    t += p.grad
-        return value, total
+        return rank_share_sums(tr, step, world, sampled=sampler)
 
     v1, g1 = grads(1)
     v3, g3 = grads(3)
@@ -119,11 +106,8 @@ def _worker(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
                Path(out) / f"rank{rank}.pt")
 
 
-@pytest.mark.parametrize("sampler", [False, True], ids=["full_batch", "sampled"])
-def test_two_processes_equal_one_process(tmp_path, sampler):
-    if sampler and sampling.sampling_backend() is None:
-        pytest.skip("no sampling backend")
-    cfg = _cfg(sampler=sampler, loss="kvsall" if not sampler else "1vsall")
+def _assert_two_processes_equal_one(tmp_path, cfg: dict) -> None:
+    """``fit`` in one process and in two forked gloo processes: same weights and metrics."""
     ref = trainer_from_config(Config.from_dict(cfg), quiet=True)
     ref_res = ref.fit()
     # fork: the children reuse this process's imports (a spawn would re-import torch)
@@ -135,6 +119,14 @@ def test_two_processes_equal_one_process(tmp_path, sampler):
             torch.testing.assert_close(got["state"][k], v, atol=1e-5, rtol=1e-4, msg=k)
         assert got["test"]["mrr"] == pytest.approx(ref_res["test"]["mrr"], abs=1e-6)
         assert got["valid"]["mrr"] == pytest.approx(ref_res["valid"]["mrr"], abs=1e-6)
+
+
+@pytest.mark.parametrize("sampler", [False, True], ids=["full_batch", "sampled"])
+def test_two_processes_equal_one_process(tmp_path, sampler):
+    if sampler and sampling.sampling_backend() is None:
+        pytest.skip("no sampling backend")
+    cfg = _cfg(sampler=sampler, loss="kvsall" if not sampler else "1vsall")
+    _assert_two_processes_equal_one(tmp_path, cfg)
 
 
 @pytest.mark.slow
@@ -165,3 +157,63 @@ def test_torchrun_cli_two_processes(tmp_path):
     b = torch.load(tmp_path / "two" / "best.pt", weights_only=False)["model"]
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=1e-4)
+
+
+# --------------------------------------------------- entity tables by touched rows
+def _rows_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    ctx = DistContext.from_env()
+    res = {}
+    for sparse in (False, True):
+        table = torch.nn.Parameter(torch.zeros(1000, 8))
+        other = torch.nn.Parameter(torch.zeros(3))
+        g = torch.Generator().manual_seed(rank)
+        ids = torch.randint(1000, (20,), generator=g)  # duplicates and overlaps across ranks
+        vals = torch.randn(20, 8, generator=g)
+        if sparse:
+            table.grad = torch.sparse_coo_tensor(ids[None], vals, (1000, 8))
+        else:
+            table.grad = torch.zeros(1000, 8).index_add_(0, ids, vals)
+        other.grad = torch.full((3,), float(rank + 1))
+        ctx.all_reduce_gradients([table, other], row_params=[table], sparse=sparse)
+        grad = table.grad.to_dense() if table.grad.is_sparse else table.grad
+        res[sparse] = {"table": grad.clone(), "other": other.grad.clone(),
+                       "is_sparse": table.grad.is_sparse, **ctx.last_exchange}
+    ctx.close()
+    torch.save(res, Path(out) / f"rank{rank}.pt")
+
+
+def test_entity_table_gradients_travel_as_touched_rows(tmp_path):
+    """Two gloo processes: the row exchange gives every rank the dense sum of both ranks'
+    gradients (sparse or dense), bit-identical across ranks, for far fewer bytes than a
+    dense all-reduce of the table."""
+    mp.start_processes(_rows_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2,
+                       start_method="fork")
+    got = [torch.load(tmp_path / f"rank{k}.pt", weights_only=False) for k in (0, 1)]
+    want = torch.zeros(1000, 8)
+    for rank in (0, 1):
+        g = torch.Generator().manual_seed(rank)
+        ids = torch.randint(1000, (20,), generator=g)
+        want.index_add_(0, ids, torch.randn(20, 8, generator=g))
+    for sparse in (False, True):
+        a, b = got[0][sparse], got[1][sparse]
+        assert a["is_sparse"] == sparse
+        torch.testing.assert_close(a["table"], want, atol=1e-6, rtol=1e-6)
+        assert torch.equal(a["table"], b["table"])  # identical on every rank
+        assert torch.equal(a["other"], torch.full((3,), 3.0))
+        assert a["dense_bytes"] == (1000 * 8 + 3) * 4
+        assert 0 < a["bytes"] < a["dense_bytes"] / 10
+        assert 20 < a["rows"] <= 40
+
+
+@needs_backend
+def test_two_processes_equal_one_process_sparse_embeddings(tmp_path):
+    """train.sparse_embeddings (SparseAdam) under 2 processes: rows exchanged, same weights."""
+    cfg = _cfg(sampler=True)
+    cfg["train"].update(sparse_embeddings=True, grad_clip=None)
+    cfg["train"]["sampler"]["num_neighbors"] = [3, 3]
+    cfg["train"]["batch_size"] = 64
+    cfg["train"]["epochs"] = 1
+    _assert_two_processes_equal_one(tmp_path, cfg)

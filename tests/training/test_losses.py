@@ -83,7 +83,7 @@ def test_negative_sampling_masks_training_triples_and_weights():
     assert b.kind == "tail"
     h = b.anchor.unsqueeze(1).expand_as(b.other)
     r = b.relation.unsqueeze(1).expand_as(b.other)
-    hit = loss._is_train(h, r, b.other)
+    hit = loss.known.contains_hrt(h, r, b.other)
     ref = _as_set(train)
     brute = torch.tensor([[(hh, rr, tt) in ref for hh, rr, tt in zip(x, y, z)]
                           for x, y, z in zip(h.tolist(), r.tolist(), b.other.tolist())])

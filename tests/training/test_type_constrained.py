@@ -262,6 +262,7 @@ def test_type_constrained_errors_and_unsupported_losses(data_dir):
         trainer_from_config(_config(data_dir, type_constrained="yes"), quiet=True)
     flow_nll = fx._tiny_config(data_dir, "ogbl-biokg", loss={"name": "flow_nll",
                                                              "type_constrained": True})
+    flow_nll.model.decoder = {"name": "stochastic_flow"}  # flow_nll needs a density decoder
     with pytest.raises(ConfigError, match="no type"):
         trainer_from_config(flow_nll, quiet=True)
     flow_nll.train.loss.pop("type_constrained")  # auto: a loss without types just trains
@@ -306,29 +307,30 @@ def test_sampled_loss_ignores_out_of_type_negatives(data_dir, kg, loss):
     tr = trainer_from_config(_sampled_config(data_dir, loss), quiet=True)
     obj, model = tr.sampler, tr.model
     step = next(obj.batches(16, torch.Generator().manual_seed(3)))
-    out = obj.out_of_type(step.triples[:, 1], step.negatives)
+    _, seeds, part = obj.subgraph(step)
+    out = obj.out_of_type(part[:, 1], seeds)  # [2b, C] over the step's candidates
     assert out.any() and not out.all()
     seen = {}
-    inner = obj._loss
+    inner = obj.per_query_loss
 
-    def spy(s_pos, s_neg, keep, known):
-        seen.update(s_pos=s_pos, s_neg=s_neg, keep=keep, known=known)
-        return inner(s_pos, s_neg, keep, known)
+    def spy(scores, target, ok, known):
+        seen.update(scores=scores, target=target, ok=ok, known=known)
+        return inner(scores, target, ok, known)
 
-    obj._loss = spy
+    obj.per_query_loss = spy
     value = obj(model, step)
     assert torch.isfinite(value)
-    keep, known, s_neg = seen["keep"], seen["known"], seen["s_neg"]
-    assert not bool((keep & out).any())  # no out-of-type negative is kept
-    base = inner(seen["s_pos"], s_neg, keep, known)
-    noise = torch.randn(s_neg.shape, generator=torch.Generator().manual_seed(0)) * 10
-    moved = inner(seen["s_pos"], torch.where(out, s_neg + noise, s_neg), keep, known | out)
+    scores, target, ok, known = (seen[k] for k in ("scores", "target", "ok", "known"))
+    assert not bool((ok & out).any())  # no out-of-type candidate counts
+    assert not bool(out.gather(1, target.unsqueeze(1)).any())  # answers are in type
+    base = inner(scores, target, ok, known)
+    noise = torch.randn(scores.shape, generator=torch.Generator().manual_seed(0)) * 10
+    moved = inner(torch.where(out, scores + noise, scores), target, ok, known | out)
     torch.testing.assert_close(moved, base)
     # and without type constraints the same perturbation does change the loss
     plain = trainer_from_config(_sampled_config(data_dir, loss, type_constrained=False),
                                 quiet=True).sampler
-    plain_keep = keep | (out & ~torch.cat([step.negatives[None] == step.triples[:, 2:3],
-                                           step.negatives[None] == step.triples[:, 0:1]]))
+    plain_ok = ok | (out & torch.isin(seeds, step.negatives)[None])
     assert not torch.allclose(
-        plain._loss(seen["s_pos"], torch.where(out, s_neg + noise, s_neg), plain_keep, known),
-        plain._loss(seen["s_pos"], s_neg, plain_keep, known))
+        plain.per_query_loss(torch.where(out, scores + noise, scores), target, plain_ok, known),
+        plain.per_query_loss(scores, target, plain_ok, known))

@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .graph import SPLITS, KnowledgeGraph
+from .ogb import OGB_DATASETS, load_ogb
+from .paths import cache_dir
+from .synthetic import make_synthetic
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +112,6 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GNN_INN_CACHE", Path.home() / ".cache" / "gnn_inn"))
 
 
 def verify(folder: Path, spec: DatasetSpec) -> None:
@@ -220,12 +219,8 @@ def load_dataset(name_or_path: str, *, data_dir: str | None = None, **options) -
         options: keyword arguments of the generator (``synthetic``) or of
             :func:`gnn_inn.data.ogb.load_ogb` (OGB datasets, e.g. ``trust_pickle``).
     """
-    from .ogb import OGB_DATASETS, load_ogb  # here: ogb.py imports this module
-
     key = name_or_path.lower()
     if key == "synthetic":
-        from .synthetic import make_synthetic
-
         return make_synthetic(**options)
     if key in OGB_DATASETS:
         return load_ogb(key, data_dir, **options)

@@ -70,8 +70,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .datasets import cache_dir
 from .graph import KnowledgeGraph
+from .paths import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,24 @@ class Decoder(nn.Module):
     Shapes: ``ent: [N, d]``, ``rel: [2R, d_r] | None``, ``h, r, t: LongTensor[B]``.
     """
 
+    # ---------------------------------------------------------- capability flags
+    # Read by the trainer (which modes a decoder trains in) and by
+    # :func:`gnn_inn.training.capabilities.combination_table` (the README's table).
+
     #: Whether head queries use reciprocal relation ids ``r + R`` (needs ``2R`` relation rows).
     uses_reciprocal: bool = False
+    #: How head queries ``(?, r, t)`` are answered: ``"inverse"`` (the exact inverse map
+    #: ``f_r⁻¹``), ``"closed_form"`` (the interaction's closed-form inverse) or
+    #: ``"reciprocal"`` (a learned reciprocal relation ``r + R``).
+    head_queries: str = "closed_form"
+    #: Whether :meth:`score_shared` scores a step's shared candidate set (what
+    #: neighbour-sampled training needs); every decoder here does.
+    scores_shared: bool = True
+    #: What :meth:`score_shared` computes in training, when it differs from the ranking score.
+    shared_score: str = "the ranking score"
+    #: Whether training-mode scores normalise with batch statistics (batch norm): then each
+    #: ``torchrun`` rank normalises its own slice and 2 processes differ from 1.
+    batch_statistics: bool = False
 
     def __init__(
         self, *, num_relations: int, dim: int, rel_dim: int | None = None,
@@ -109,6 +125,35 @@ class Decoder(nn.Module):
         """Scores ``[B, K]``: ``candidates[B, K]`` replace the tail (``mode='tail'``) or head."""
         q = self.query_points(ent, rel, h, r, t, mode)
         return self.similarity_pairs(q, ent[candidates], candidates)
+
+    def score_shared(
+        self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, t: Tensor,
+        candidates: Tensor, mode: str = "tail", ids: Tensor | None = None,
+    ) -> Tensor:
+        """Scores ``[B, K]`` of every query against one shared candidate set.
+
+        The training score of neighbour-sampled steps: ``B`` queries (``mode='tail'``:
+        ``(h, r, ?)``; ``'head'``: ``(?, r, t)``) against the same ``K`` entities — one query
+        map per query and one ``[B, K]`` similarity, never a ``[B, K, d]`` gather.
+
+        Args:
+            ent: ``[n, d]`` entity rows (the full table, or a subgraph's encodings).
+            rel: relation representations or ``None``.
+            h, r, t: ``LongTensor[B]``; ``h`` / ``t`` are rows of ``ent``.
+            candidates: ``LongTensor[K]`` rows of ``ent``.
+            mode: ``'tail'`` or ``'head'``.
+            ids: ``LongTensor[n]`` global entity id of each row of ``ent`` (subgraph
+                encodings); ``None`` when row = id. Used by per-entity terms (biases).
+        """
+        q = self.query_points(ent, rel, h, r, t, mode)
+        cand_ids = candidates if ids is None else ids[candidates]
+        return self.similarity_shared(q, ent[candidates], cand_ids)
+
+    def similarity_shared(self, q: Tensor, cand: Tensor, cand_idx: Tensor) -> Tensor:
+        """Scores ``[B, K]`` of ``q[B, d_q]`` against shared candidates ``cand[K, d]`` (global
+        ids ``cand_idx [K]``); default :meth:`similarity_all` on the ``K`` rows (decoders with
+        per-entity terms add them here)."""
+        return self.similarity_all(q, cand)
 
     def query_points(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, t: Tensor,
                      mode: str) -> Tensor:

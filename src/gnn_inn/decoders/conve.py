@@ -78,6 +78,8 @@ class ConvE(Decoder):
     """
 
     uses_reciprocal = True
+    head_queries = "reciprocal"
+    batch_statistics = True
 
     def __init__(
         self, *, num_relations: int, dim: int, num_entities: int | None = None,
@@ -168,6 +170,10 @@ class ConvE(Decoder):
 
     def similarity_pairs(self, q, cand, cand_idx):
         s = dot_pairs(q, cand)
+        return s if self.bias is None else s + self.bias[cand_idx]
+
+    def similarity_shared(self, q, cand, cand_idx):
+        s = dot_all(q, cand)
         return s if self.bias is None else s + self.bias[cand_idx]
 
     def extra_repr(self) -> str:

@@ -82,6 +82,11 @@ def relation_programs(patterns: list[RelationPattern],
 class FlowDecoder(Decoder):
     r"""Invertible relation decoder (see module docstring).
 
+    Capabilities: head queries by the exact inverse ``f_r⁻¹``; every option (patterns,
+    ``entity_bias``, ``relation_scale``, table / context conditioning, relations from the
+    encoder, ``symmetric_score``) scores shared candidate sets (:meth:`score_shared`), so the
+    decoder trains full batch and neighbour-sampled alike.
+
     Args:
         num_relations: ``R``.
         dim: entity embedding size ``d`` (the flows act on ``ℝ^d``).
@@ -117,6 +122,8 @@ class FlowDecoder(Decoder):
             the identity (checked): ``affine`` (default), ``translation``, ``lu``,
             ``{name: rotation, init_angles: zero}``, ``orthogonal``.
     """
+
+    head_queries = "inverse"
 
     def __init__(
         self, *, num_relations: int, dim: int, flow: str | dict[str, Any] = "affine_coupling",
@@ -309,6 +316,27 @@ class FlowDecoder(Decoder):
             anchor = ent[h] if mode == "tail" else ent[t]
             fwd = 0.5 * (fwd + neg_distance_pairs(anchor, mapped.view(b, k, -1), self.p))
         return self._finish(fwd, r, candidates)
+
+    def score_shared(self, ent, rel, h, r, t, candidates, mode="tail", ids=None):
+        """Scores ``[B, K]`` of the queries against shared candidates ``candidates [K]`` (rows of
+        ``ent``; ``ids`` their global ids, see :meth:`Decoder.score_shared`): one ``[B, K]``
+        distance, then ``τ_r`` and the candidates' biases. With ``symmetric_score`` in training
+        the backward distance ``‖e_anchor − f_r^{∓1}(e_c)‖`` maps the ``K`` candidates once per
+        distinct relation of the batch (not once per query)."""
+        q = self.query_points(ent, rel, h, r, t, mode)
+        cand = ent[candidates]
+        neg = neg_distance_all(q, cand, self.p)
+        if self.symmetric_score and self.training:
+            anchor = ent[h] if mode == "tail" else ent[t]
+            rels, inv = torch.unique(r, return_inverse=True)
+            back = torch.empty_like(neg)
+            for i in range(rels.numel()):
+                sel = (inv == i).nonzero().squeeze(1)
+                mapped, _ = self.transform(cand, rels[i].expand(cand.shape[0]), rel,
+                                           inverse=(mode == "tail"))
+                back[sel] = neg_distance_all(anchor[sel], mapped, self.p)
+            neg = 0.5 * (neg + back)
+        return self._finish(neg, r, candidates if ids is None else ids[candidates])
 
     def pattern_table(self) -> list[str]:
         """One pattern string per relation (``free``, ``involution``, ``tied-inverse:<r1>``,

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from ..data.rules import Rule, mine_rules
+from ..data.triples import TripleSet
 
 PATTERNS = ("free", "involution", "tied-inverse", "composition")
 
@@ -148,11 +149,7 @@ def symmetry_share(train: Tensor, num_relations: int) -> Tensor:
     """``[R]`` share of each relation's non-loop triples whose reverse is also in ``train``."""
     h, r, t = train.unbind(1)
     n = int(train[:, [0, 2]].max()) + 1 if train.numel() else 1
-    key = (r * n + h) * n + t
-    rev = (r * n + t) * n + h
-    keys = torch.sort(key).values
-    pos = torch.searchsorted(keys, rev).clamp_max(max(keys.numel() - 1, 0))
-    has_rev = (keys[pos] == rev) & (h != t)
+    has_rev = TripleSet(train, n, num_relations).contains_hrt(t, r, h) & (h != t)
     nonloop = (h != t).float()
     num = torch.zeros(num_relations).index_add_(0, r, has_rev.float())
     den = torch.zeros(num_relations).index_add_(0, r, nonloop)

@@ -163,6 +163,8 @@ class StochasticFlowDecoder(Decoder):
     #: the relation *context* has a row per direction (``r + R`` for head queries); the mean
     #: of a head query is the exact inverse ``f_r⁻¹``, never a reciprocal map
     uses_reciprocal = True
+    head_queries = "inverse"
+    shared_score = "the Gaussian stage log N(e; μ, σ²); re-ranking at evaluation"
 
     def __init__(
         self, *, num_relations: int, dim: int, flow: str | dict[str, Any] = "rotation",
@@ -408,6 +410,14 @@ class StochasticFlowDecoder(Decoder):
             raise ValueError(f"mode must be 'tail' or 'head', got {mode!r}")
         anchor = h if mode == "tail" else t
         return self.log_prob(ent, rel, anchor, r, candidates, mode)
+
+    def score_shared(self, ent, rel, h, r, t, candidates, mode="tail", ids=None):
+        """Stage-1 scores ``[B, K]``: the Gaussian log-density ``log N(e_c; μ, diag σ²)`` of the
+        shared candidates ``candidates [K]`` (one matrix product, :meth:`gaussian_all`). This is
+        what neighbour-sampled training fits; the conditional coupling re-ranks at evaluation
+        (and is trained by the full-batch ``flow_nll`` / ``nssa`` objectives)."""
+        mu, ls, _ = self.gaussian_params(ent, rel, h if mode == "tail" else t, r, mode)
+        return self.gaussian_all(mu, ls, ent[candidates])
 
     def tail_query(self, ent, rel, h, r):
         """The Gaussian mean ``f_r(e_h)`` ``[B, d]`` (the mode of the stage-1 density)."""

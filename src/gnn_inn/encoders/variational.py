@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from .base import Encoder
+from .registry import BASE_ENCODERS, build_from
 
 
 # ------------------------------------------------------------------------ math
@@ -295,15 +296,13 @@ class VariationalEncoder(_GaussianEncoder):
         rel_dim: int | None = None, init_logvar: float = -6.0, logvar_min: float = -16.0,
         logvar_max: float = 2.0,
     ) -> None:
-        from . import build_encoder  # the registry imports this module
-
         spec = {"name": base} if isinstance(base, str) else dict(base)
         name = spec.pop("name", "rgcn")
         if name in ("variational", "variational_gnn"):
             raise ValueError(
                 f"VariationalEncoder: base must be a deterministic encoder, not {name!r}")
-        enc = build_encoder(name, num_entities=num_entities, num_relations=num_relations,
-                            dim=dim, **spec)
+        enc = build_from(BASE_ENCODERS, name, num_entities=num_entities,
+                         num_relations=num_relations, dim=dim, **spec)
         base_rel = bool(getattr(enc, "provides_relations", False))
         if rel_dim is None:
             rel_dim = (enc.rel_dim if base_rel else dim) if relations else None

@@ -41,48 +41,17 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import ConfigError
+from ..data.triples import TripleSet
+from .batches import QueryBatch, gather_csr, unique_queries
+from .elbo import ELBOLoss
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class QueryBatch:
-    """One step's queries. ``kind`` is ``'tail'`` (``a = h``) or ``'head'`` (``a = t``)."""
-
-    kind: str
-    anchor: Tensor  # [B]
-    relation: Tensor  # [B]
-    target: Tensor | None = None  # [B] single answer (1vsAll, NS)
-    other: Tensor | None = None  # [B] for NS: the answer entity
-    rows: Tensor | None = None  # [P] KvsAll multi-hot rows
-    cols: Tensor | None = None  # [P] KvsAll multi-hot cols
-
-
-def _unique_queries(a: Tensor, r: Tensor, ans: Tensor, num_entities: int, num_relations: int):
-    """Unique ``(a, r)`` pairs with CSR lists of their answers."""
-    key = a * num_relations + r
-    uniq, inv = torch.unique(key, return_inverse=True)
-    order = torch.argsort(inv, stable=True)
-    counts = torch.bincount(inv, minlength=uniq.numel())
-    offsets = torch.zeros(uniq.numel() + 1, dtype=torch.long)
-    offsets[1:] = torch.cumsum(counts, 0)
-    return uniq // num_relations, uniq % num_relations, offsets, ans[order]
-
-
-def _gather_csr(idx: Tensor, offsets: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-    """For query indices ``idx[B]`` return ``(row[P], value[P])`` of their CSR lists."""
-    start, end = offsets[idx], offsets[idx + 1]
-    counts = end - start
-    rows = torch.repeat_interleave(torch.arange(idx.numel()), counts)
-    pos = torch.arange(int(counts.sum())) - torch.repeat_interleave(
-        torch.cumsum(counts, 0) - counts, counts
-    ) + torch.repeat_interleave(start, counts)
-    return rows, values[pos]
 
 
 # ---------------------------------------------------------------- type constraints
@@ -210,8 +179,6 @@ def resolve_type_ranges(kg, type_constrained: bool | None, *, loss_name: str,
     Returns:
         ``LongTensor[R, 2, 2]`` or ``None``.
     """
-    from ..config import ConfigError
-
     if type_constrained is not None and not isinstance(type_constrained, bool):
         raise ConfigError(f"train.loss.type_constrained must be true, false or null (auto), "
                           f"got {type_constrained!r}")
@@ -241,6 +208,94 @@ def accepts_type_ranges(cls: type) -> bool:
         return False
 
 
+# ------------------------------------------------------- objectives of scores
+# Each objective is written once, as a function of scores (PyKEEN's process_lcwa_scores /
+# process_slcwa_scores): the full-batch losses below pass ``[B, N]`` scores against every
+# entity, the neighbour-sampled objective (:mod:`gnn_inn.training.sampling`) ``[B, C]`` scores
+# against the step's shared candidates, with ``ok`` masking the columns that do not count for
+# a query (out of its type range; in sampled training also candidates that are not drawn
+# negatives). All return the per-query loss ``[B]``; callers average.
+
+
+def softmax_loss(scores: Tensor, target: Tensor, ok: Tensor | None = None,
+                 label_smoothing: float = 0.0) -> Tensor:
+    r"""Cross-entropy of the answer column among the candidates (1vsAll; Lacroix et al. 2018).
+
+    .. math::
+        \ell_b = -(1 - ε) \log p_{b, y_b} - \frac{ε}{|C_b|} \sum_{c \in C_b} \log p_{b, c},
+        \qquad p_b = \mathrm{softmax}_{C_b}(s_b)
+
+    Args:
+        scores: ``[B, C]``.  target: ``LongTensor[B]`` column of each query's answer (the
+            answer's column must be ``ok``).
+        ok: ``BoolTensor[B, C]``, the candidate set ``C_b`` of each query; ``None`` = all.
+        label_smoothing: ``ε``.
+
+    Returns:
+        ``[B]``.
+    """
+    if ok is None:
+        logp = torch.log_softmax(scores, dim=1)
+        smooth = -logp.mean(1)
+    else:
+        logp = torch.log_softmax(scores.masked_fill(~ok, float("-inf")), dim=1)
+        smooth = -logp.masked_fill(~ok, 0.0).sum(1) / ok.sum(1).to(logp.dtype)
+    loss = -logp.gather(1, target.unsqueeze(1))[:, 0]
+    eps = float(label_smoothing)
+    return (1.0 - eps) * loss + eps * smooth if eps else loss
+
+
+def binary_loss(scores: Tensor, labels: Tensor, ok: Tensor | None = None,
+                label_smoothing: float = 0.0) -> Tensor:
+    r"""Binary cross-entropy against multi-hot labels, mean over the candidates (KvsAll;
+    Dettmers et al. 2018), with targets ``(1 − ε)·y + ε / |C_b|``.
+
+    Args:
+        scores: ``[B, C]``.  labels: ``[B, C]`` 0 / 1 (bool or float): known answers.
+        ok: ``BoolTensor[B, C]`` candidates that count (the ``−∞``-logit limit of a 0 target
+            for the others, written NaN-free); ``None`` = all.
+        label_smoothing: ``ε``.
+
+    Returns:
+        ``[B]``.
+    """
+    count = (scores.new_full((scores.shape[0], 1), scores.shape[1]) if ok is None
+             else ok.sum(1, keepdim=True).to(scores.dtype))
+    target = labels.to(scores.dtype)
+    eps = float(label_smoothing)
+    if eps:
+        target = (1.0 - eps) * target + eps / count
+    bce = F.binary_cross_entropy_with_logits(scores, target, reduction="none")
+    if ok is not None:
+        bce = torch.where(ok, bce, torch.zeros_like(bce))
+    return bce.sum(1) / count[:, 0]
+
+
+def self_adversarial_loss(s_pos: Tensor, s_neg: Tensor, mask: Tensor | None = None,
+                          temperature: float = 1.0) -> Tensor:
+    r"""Self-adversarial negative sampling (Sun et al. 2019):
+
+    .. math::
+        \ell_b = -\log\sigma(s^+_b) - \sum_i w_{b,i} \log\sigma(-s^-_{b,i}),\qquad
+        w_b = \mathrm{softmax}_{m_b}(α\, s^-_b)\ \text{(no gradient)}
+
+    Args:
+        s_pos: ``[B]``.  s_neg: ``[B, K]``.
+        mask: ``[B, K]`` (bool or 0 / 1): negatives that count; a query whose negatives are all
+            masked gets no negative term. ``None`` = all.
+        temperature: ``α``; ``0`` gives uniform weights over the kept negatives.
+
+    Returns:
+        ``[B]``.
+    """
+    m = torch.ones_like(s_neg) if mask is None else mask.to(s_neg.dtype)
+    if temperature > 0:  # (× m: no weight at all when every negative is masked)
+        w = torch.softmax(temperature * s_neg.detach() + torch.log(m + 1e-30), dim=1) * m
+    else:
+        w = m / m.sum(1, keepdim=True).clamp_min(1.0)
+    return -F.logsigmoid(s_pos) - (w * F.logsigmoid(-s_neg)).sum(1)
+
+
 def _score_all(model, batch: QueryBatch, ent: Tensor, rel: Tensor | None) -> Tensor:
     """``[B, N]`` decoder scores of the batch's queries against every entity."""
     dec = model.decoder
@@ -254,10 +309,13 @@ class Loss:
 
     name = "base"
 
-    def __init__(self, train: Tensor, num_entities: int, num_relations: int) -> None:
+    def __init__(self, train: Tensor, num_entities: int, num_relations: int, *,
+                 type_ranges: Tensor | None = None) -> None:
         self.train = train
         self.num_entities = num_entities
         self.num_relations = num_relations
+        self.type_ranges = (None if type_ranges is None else
+                            check_type_ranges(type_ranges, train, num_entities, num_relations))
 
     def num_batches(self, batch_size: int) -> int:
         raise NotImplementedError
@@ -268,6 +326,20 @@ class Loss:
     def __call__(self, model, batch: QueryBatch, ent: Tensor, rel: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    def logits(self, model, batch, ent, rel) -> Tensor:
+        """``[B, N]`` scores of the batch's queries, ``-inf`` outside the type range."""
+        logits = _score_all(model, batch, ent, rel)
+        if self.type_ranges is None:
+            return logits
+        return mask_out_of_type(logits, self.type_ranges, batch.relation, batch.kind)
+
+    def _ok(self, batch: QueryBatch, logits: Tensor) -> Tensor | None:
+        """``BoolTensor[B, N]`` in-type candidates of the batch's queries, ``None`` untyped."""
+        if self.type_ranges is None:
+            return None
+        return type_candidate_mask(self.type_ranges, batch.relation.to(logits.device),
+                                   batch.kind, logits.shape[1])
+
 
 class KvsAllLoss(Loss):
     """1-N BCE with label smoothing ``ε``: targets ``(1 − ε)·y + ε / N``."""
@@ -276,13 +348,11 @@ class KvsAllLoss(Loss):
 
     def __init__(self, train, num_entities, num_relations, *, label_smoothing: float = 0.1,
                  type_ranges: Tensor | None = None):
-        super().__init__(train, num_entities, num_relations)
+        super().__init__(train, num_entities, num_relations, type_ranges=type_ranges)
         self.label_smoothing = float(label_smoothing)
-        self.type_ranges = (None if type_ranges is None else
-                            check_type_ranges(type_ranges, train, num_entities, num_relations))
         h, r, t = train.unbind(1)
-        self.tail_q = _unique_queries(h, r, t, num_entities, num_relations)
-        self.head_q = _unique_queries(t, r, h, num_entities, num_relations)
+        self.tail_q = unique_queries(h, r, t, num_entities, num_relations)
+        self.head_q = unique_queries(t, r, h, num_entities, num_relations)
 
     def num_batches(self, batch_size: int) -> int:
         n = self.tail_q[0].numel() + self.head_q[0].numel()
@@ -300,34 +370,15 @@ class KvsAllLoss(Loss):
                 if sel.numel() == 0:
                     continue
                 a, r, offsets, ans = q
-                rows, cols = _gather_csr(sel, offsets, ans)
+                rows, cols = gather_csr(sel, offsets, ans)
                 step.append(QueryBatch(kind, a[sel], r[sel], rows=rows, cols=cols))
             yield step
 
-    def logits(self, model, batch, ent, rel) -> Tensor:
-        """``[B, N]`` scores of the batch's queries, ``-inf`` outside the type range."""
-        logits = _score_all(model, batch, ent, rel)
-        if self.type_ranges is None:
-            return logits
-        return mask_out_of_type(logits, self.type_ranges, batch.relation, batch.kind)
-
     def __call__(self, model, batch, ent, rel):
         logits = _score_all(model, batch, ent, rel).float()
-        target = torch.zeros_like(logits)
-        target[batch.rows.to(logits.device), batch.cols.to(logits.device)] = 1.0
-        eps = self.label_smoothing
-        if self.type_ranges is None:
-            if eps:
-                target = (1.0 - eps) * target + eps / logits.shape[1]
-            return F.binary_cross_entropy_with_logits(logits, target)
-        # out-of-type candidates: logit -inf, target 0, loss 0; written without the -inf
-        ok = type_candidate_mask(self.type_ranges, batch.relation.to(logits.device),
-                                 batch.kind, logits.shape[1])
-        count = ok.sum(1, keepdim=True).to(logits.dtype)  # [B, 1]
-        if eps:
-            target = (1.0 - eps) * target + eps / count
-        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        return (torch.where(ok, bce, torch.zeros_like(bce)).sum(1) / count[:, 0]).mean()
+        labels = torch.zeros_like(logits)
+        labels[batch.rows.to(logits.device), batch.cols.to(logits.device)] = 1.0
+        return binary_loss(logits, labels, self._ok(batch, logits), self.label_smoothing).mean()
 
 
 class OneVsAllLoss(Loss):
@@ -337,10 +388,8 @@ class OneVsAllLoss(Loss):
 
     def __init__(self, train, num_entities, num_relations, *, label_smoothing: float = 0.0,
                  type_ranges: Tensor | None = None):
-        super().__init__(train, num_entities, num_relations)
+        super().__init__(train, num_entities, num_relations, type_ranges=type_ranges)
         self.label_smoothing = float(label_smoothing)
-        self.type_ranges = (None if type_ranges is None else
-                            check_type_ranges(type_ranges, train, num_entities, num_relations))
 
     def num_batches(self, batch_size):
         return (self.train.shape[0] + batch_size - 1) // batch_size
@@ -351,28 +400,10 @@ class OneVsAllLoss(Loss):
             h, r, t = self.train[perm[i : i + batch_size]].unbind(1)
             yield [QueryBatch("tail", h, r, target=t), QueryBatch("head", t, r, target=h)]
 
-    def logits(self, model, batch, ent, rel) -> Tensor:
-        """``[B, N]`` scores of the batch's queries, ``-inf`` outside the type range."""
-        logits = _score_all(model, batch, ent, rel)
-        if self.type_ranges is None:
-            return logits
-        return mask_out_of_type(logits, self.type_ranges, batch.relation, batch.kind)
-
     def __call__(self, model, batch, ent, rel):
         logits = _score_all(model, batch, ent, rel).float()
         target = batch.target.to(logits.device)
-        eps = self.label_smoothing
-        if self.type_ranges is None:
-            return F.cross_entropy(logits, target, label_smoothing=eps)
-        # softmax over the in-type candidates; smoothing spreads ε over them only
-        ok = type_candidate_mask(self.type_ranges, batch.relation.to(logits.device),
-                                 batch.kind, logits.shape[1])
-        logp = torch.log_softmax(logits.masked_fill(~ok, float("-inf")), dim=1)
-        loss = -logp.gather(1, target.unsqueeze(1))[:, 0]
-        if eps:
-            smooth = -logp.masked_fill(~ok, 0.0).sum(1) / ok.sum(1).to(logp.dtype)
-            loss = (1.0 - eps) * loss + eps * smooth
-        return loss.mean()
+        return softmax_loss(logits, target, self._ok(batch, logits), self.label_smoothing).mean()
 
 
 class NegativeSamplingLoss(Loss):
@@ -398,21 +429,11 @@ class NegativeSamplingLoss(Loss):
         adversarial_temperature: float = 1.0, filter_negatives: bool = True,
         type_ranges: Tensor | None = None,
     ):
-        super().__init__(train, num_entities, num_relations)
-        self.type_ranges = (None if type_ranges is None else
-                            check_type_ranges(type_ranges, train, num_entities, num_relations))
+        super().__init__(train, num_entities, num_relations, type_ranges=type_ranges)
         self.num_negatives = int(num_negatives)
         self.alpha = float(adversarial_temperature)
         self.filter_negatives = filter_negatives
-        h, r, t = train.unbind(1)
-        n = num_entities
-        self._keys = (torch.sort((h * num_relations + r) * n + t).values if filter_negatives
-                      else None)
-
-    def _is_train(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
-        key = (h * self.num_relations + r) * self.num_entities + t
-        pos = torch.searchsorted(self._keys, key).clamp_max(self._keys.numel() - 1)
-        return self._keys[pos] == key
+        self.known = TripleSet(train, num_entities, num_relations) if filter_negatives else None
 
     def num_batches(self, batch_size):
         return (self.train.shape[0] + batch_size - 1) // batch_size
@@ -444,23 +465,10 @@ class NegativeSamplingLoss(Loss):
         else:
             s = dec.score_candidates(ent, rel, pos, r, a, cand, "head")
         s = s.float()
-        s_pos, s_neg = s[:, 0], s[:, 1:]
-        mask = torch.ones_like(s_neg)
+        mask = None
         if self.filter_negatives:
-            if batch.kind == "tail":
-                hit = self._is_train(a.cpu().unsqueeze(1).expand_as(neg.cpu()),
-                                     r.cpu().unsqueeze(1).expand_as(neg.cpu()), neg.cpu())
-            else:
-                hit = self._is_train(neg.cpu(), r.cpu().unsqueeze(1).expand_as(neg.cpu()),
-                                     a.cpu().unsqueeze(1).expand_as(neg.cpu()))
-            mask = (~hit).to(dev, s_neg.dtype)
-        if self.alpha > 0:
-            # (× mask: a row with every negative masked gets no weight at all)
-            w = torch.softmax(self.alpha * s_neg.detach() + torch.log(mask + 1e-30), dim=1) * mask
-        else:
-            w = mask / mask.sum(1, keepdim=True).clamp_min(1.0)
-        neg_term = -(w * F.logsigmoid(-s_neg)).sum(1)
-        return (-F.logsigmoid(s_pos) + neg_term).mean()
+            mask = ~self.known.contains_answers(a, r, neg, batch.kind)
+        return self_adversarial_loss(s[:, 0], s[:, 1:], mask, self.alpha).mean()
 
 
 LOSSES: dict[str, type[Loss]] = {
@@ -533,8 +541,5 @@ class FlowNLLLoss(OneVsAllLoss):
 LOSSES["flow_nll"] = FlowNLLLoss
 
 
-# variational embeddings (LIM / LFM): the estimator and its loss live in gnn_inn.variational,
-# which imports nothing of this package
-from ..variational import ELBOLoss  # noqa: E402
-
+# variational embeddings (LIM / LFM): estimator in gnn_inn.variational, loss in .elbo
 LOSSES["elbo"] = ELBOLoss

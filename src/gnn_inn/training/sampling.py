@@ -15,22 +15,28 @@ step (config ``train.sampler``) does:
    through the sampled edge ids (``e_id``).
 3. **Leak-freedom.** With ``exclude_targets`` (default) the step's supervision triples and
    their inverse edges (type ``r + R``) are removed from the sampled subgraph
-   (:func:`~gnn_inn.training.trainer.remove_triples_from_graph` on its edges), so no query
+   (:func:`~gnn_inn.data.triples.edges_outside` on its edges), so no query
    sees its own answer through a message. Valid / test edges are never present: the
    message graph holds train edges only.
 4. **Encode** the subgraph: ``Data(edge_index [2, E_s] (local ids), edge_type [E_s],
    n_id [n_s], e_id [E_s], num_nodes=n_s)``; encoders read their input rows by ``n_id`` and
    return ``[n_s, d]``. For CompGCN the subgraph also carries full-graph degrees
    (``node_degree [n_s, 4]``) so its edge norms estimate the full-graph ones.
-5. **Score** each query against its own answer and the ``K`` shared negatives (``[2B, 1 + K]``
-   scores); a negative equal to the query's own answer is dropped. The configured
-   ``train.loss`` picks the objective on these candidates, with the full-batch losses'
-   treatment of other known *training* answers: ``1vsall`` — sampled softmax cross-entropy
-   (known answers stay negatives, as in 1vsAll); ``kvsall`` — binary cross-entropy with
-   known answers labelled 1 and label smoothing over the candidates; ``nssa`` —
-   self-adversarial negative sampling with known answers filtered out. Loss = mean over
-   queries. (Masking known answers out of the softmax instead was measured worse: UMLS,
-   R-GCN + DistMult, fan-out [10, 10], 30 epochs: test MRR 0.54 against 0.70.)
+5. **Score** each query against the step's shared candidates — the subgraph's seeds: the
+   ``K`` negatives and the slice's heads and tails, so every query's own answer is a column —
+   through the decoder's one shared-candidate method
+   :meth:`~gnn_inn.decoders.Decoder.score_shared` (``[2B, C]`` scores; every registered
+   decoder has it, see :mod:`gnn_inn.training.capabilities`). The configured ``train.loss``
+   picks the objective — the same functions of scores as full-batch training
+   (:func:`~gnn_inn.training.losses.softmax_loss`, :func:`~gnn_inn.training.losses.binary_loss`,
+   :func:`~gnn_inn.training.losses.self_adversarial_loss`) — over the columns that count for
+   the query (drawn negatives and its own answer), with the full-batch losses' treatment of
+   other known *training* answers: ``1vsall`` — sampled softmax cross-entropy (known answers
+   stay negatives, as in 1vsAll); ``kvsall`` — binary cross-entropy with known answers
+   labelled 1 and label smoothing over the candidates; ``nssa`` — self-adversarial negative
+   sampling with known answers filtered out. Loss = mean over queries. (Masking known answers
+   out of the softmax instead was measured worse: UMLS, R-GCN + DistMult, fan-out [10, 10],
+   30 epochs: test MRR 0.54 against 0.70.)
 
 **Type constraints** (typed graphs, ogbl-biokg; ``train.loss.type_constrained``, auto = on
 when the graph is typed, see :mod:`gnn_inn.training.trainer`): the step's shared candidates
@@ -61,14 +67,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
 
 from ..config import ConfigError
+from ..data.triples import TripleSet, edges_outside
+from .capabilities import check_combination
 from .distributed import shard_range
-from .losses import check_type_ranges, resolve_type_ranges
-from .trainer import remove_triples_from_graph
+from .losses import (
+    binary_loss,
+    check_type_ranges,
+    resolve_type_ranges,
+    self_adversarial_loss,
+    softmax_loss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -247,9 +259,8 @@ class SubgraphSampler:
         e_id = out.edge if self._perm is None else self._perm[out.edge]
         edge_type = self.edge_type[e_id]
         if exclude is not None and exclude.numel() and e_id.numel():
-            keep = remove_triples_from_graph(torch.stack([n_id[row], n_id[col]]), edge_type,
-                                             exclude.cpu(), self.num_entities,
-                                             self.num_relations)
+            keep = edges_outside(torch.stack([n_id[row], n_id[col]]), edge_type,
+                                 exclude.cpu(), self.num_entities, self.num_relations)
             row, col, e_id, edge_type = row[keep], col[keep], e_id[keep], edge_type[keep]
         sub = Data(edge_index=torch.stack([row, col]), edge_type=edge_type, e_id=e_id,
                    n_id=n_id, num_nodes=int(n_id.numel()))
@@ -324,8 +335,7 @@ class NeighborSampledObjective:
         self.sampler = SubgraphSampler(graph, self.spec.num_neighbors, num_entities=num_entities,
                                        num_relations=num_relations, replace=self.spec.replace,
                                        node_degree=node_degree)
-        h, r, t = self.train.unbind(1)
-        self._keys = torch.sort((h * num_relations + r) * num_entities + t).values
+        self.known = TripleSet(self.train, num_entities, num_relations)
         self.type_ranges = (None if type_ranges is None else
                             check_type_ranges(type_ranges, self.train, self.num_entities,
                                               self.num_relations))
@@ -353,11 +363,6 @@ class NeighborSampledObjective:
             yield SampledBatch(triples, neg)
 
     # ------------------------------------------------------------------ loss
-    def _is_train(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
-        key = (h * self.num_relations + r) * self.num_entities + t
-        pos = torch.searchsorted(self._keys, key).clamp_max(self._keys.numel() - 1)
-        return self._keys[pos] == key
-
     def subgraph(self, batch: SampledBatch, rank: int = 0, world_size: int = 1
                  ) -> tuple[Data, Tensor, Tensor]:
         """``(subgraph, seeds [S], part [B_k, 3])`` of this rank's slice of ``batch``."""
@@ -377,32 +382,65 @@ class NeighborSampledObjective:
             return None
         dev = next(model.parameters()).device
         ent, rel = model.encode(sub.to(dev))
-        h, r, t = (c.contiguous() for c in part.unbind(1))
-        neg = batch.negatives
-        loc = {k: torch.searchsorted(seeds, v).to(dev) for k, v in (("h", h), ("t", t),
-                                                                     ("neg", neg))}
-        rd = r.to(dev)
-        dec = model.decoder
-        q = torch.cat([dec.tail_query(ent, rel, loc["h"], rd),
-                       dec.head_query(ent, rel, rd, loc["t"])])  # [2b, d_q]
-        pos_l = torch.cat([loc["t"], loc["h"]])
-        pos_g = torch.cat([t, h]).to(dev)
-        s_pos = dec.similarity_pairs(q, ent[pos_l].unsqueeze(1), pos_g.unsqueeze(1))[:, 0]
-        s_neg = shared_scores(dec, q, ent[loc["neg"]], neg.to(dev))  # [2b, K]
-        b, k = h.numel(), neg.numel()
-        ng = neg.unsqueeze(0).expand(b, k)
-        # the query's own answer among the negatives: never a negative (no double count)
-        own = torch.cat([ng == t.unsqueeze(1), ng == h.unsqueeze(1)])
-        known = own
-        drop = own
-        if self.type_ranges is not None:  # shared negatives outside the query's type range
-            drop = own | self.out_of_type(r, neg)
-        if self.loss_name != "nssa" or self.filter_negatives:
-            rr = r.unsqueeze(1).expand(b, k)
-            known = torch.cat([self._is_train(h.unsqueeze(1).expand(b, k), rr, ng),
-                               self._is_train(ng, rr, t.unsqueeze(1).expand(b, k))]) | own
-        per_query = self._loss(s_pos.float(), s_neg.float(), (~drop).to(dev), known.to(dev))
+        scores, target, ok, known = self.scores(model.decoder, ent, rel, seeds, part,
+                                                batch.negatives)
+        per_query = self.per_query_loss(scores.float(), target, ok, known)
         return per_query.sum() / (2 * batch.triples.shape[0])
+
+    def per_query_loss(self, scores: Tensor, target: Tensor, ok: Tensor,
+                       known: Tensor) -> Tensor:
+        """Per-query loss ``[2b]`` of :meth:`scores`' output, by the objectives of
+        :mod:`gnn_inn.training.losses` — as the full-batch losses treat other known *training*
+        answers: ``nssa`` drops them from the negatives (with ``filter_negatives``); ``kvsall``
+        labels them 1; ``1vsall`` keeps them as negatives (1vsAll has no filter either)."""
+        if self.loss_name == "1vsall":
+            return softmax_loss(scores, target, ok, self.label_smoothing)
+        if self.loss_name == "kvsall":
+            return binary_loss(scores, known, ok, self.label_smoothing)
+        # nssa: the answer column against the other kept candidates
+        s_pos = scores.gather(1, target.unsqueeze(1))[:, 0]
+        mask = ok & ~known if self.filter_negatives else ok.clone()
+        mask.scatter_(1, target.unsqueeze(1), False)
+        return self_adversarial_loss(s_pos, scores, mask, self.alpha)
+
+    def scores(self, dec, ent: Tensor, rel: Tensor | None, seeds: Tensor, part: Tensor,
+               negatives: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        r"""Scores of the slice's queries against the step's shared candidates.
+
+        The candidates are the subgraph's seeds (``seeds [C]``, sorted global ids, rows
+        ``0..C-1`` of ``ent``): the step's negatives and the slice's heads and tails, so every
+        query's own answer is a column. Scored with the decoder's one shared-candidate method
+        :meth:`~gnn_inn.decoders.Decoder.score_shared` (tail queries, then head queries).
+
+        Returns:
+            ``(scores [2b, C], target [2b] column of each query's answer, ok [2b, C] columns
+            that count for the query — drawn negatives and the own answer, in its type range —,
+            known [2b, C] known training answers of the query, the own answer included; for
+            ``1vsall``, which does not read it, the own answer only)``.
+        """
+        dev = ent.device
+        h, r, t = (c.contiguous() for c in part.unbind(1))
+        lh, lt = torch.searchsorted(seeds, h), torch.searchsorted(seeds, t)
+        cand = torch.arange(seeds.numel())
+        rd, ids = r.to(dev), seeds.to(dev)
+        scores = torch.cat([
+            dec.score_shared(ent, rel, lh.to(dev), rd, lt.to(dev), cand.to(dev), "tail", ids),
+            dec.score_shared(ent, rel, lh.to(dev), rd, lt.to(dev), cand.to(dev), "head", ids),
+        ])
+        target = torch.cat([lt, lh])
+        b = h.numel()
+        own = torch.zeros(2 * b, seeds.numel(), dtype=torch.bool)
+        own[torch.arange(2 * b), target] = True
+        ok = torch.isin(seeds, negatives).unsqueeze(0) | own
+        if self.type_ranges is not None:  # candidates outside the query's type range
+            ok = ok & ~self.out_of_type(r, seeds)
+        known = own.clone()
+        # known training answers among the candidates: labels of kvsall, the filter of nssa;
+        # 1vsall keeps them as negatives, so the [2b, C] lookups are skipped
+        if self.loss_name == "kvsall" or (self.loss_name == "nssa" and self.filter_negatives):
+            known |= torch.cat([self.known.contains_answers(h, r, seeds, "tail"),
+                                self.known.contains_answers(t, r, seeds, "head")])
+        return scores, target.to(dev), ok.to(dev), known.to(dev)
 
     def out_of_type(self, r: Tensor, neg: Tensor) -> Tensor:
         """``BoolTensor[2b, K]``: shared negative ``neg [K]`` lies outside the type range of
@@ -416,51 +454,6 @@ class NeighborSampledObjective:
         ng = neg.cpu().unsqueeze(0)
         return (ng < lo) | (ng >= hi)
 
-    def _loss(self, s_pos: Tensor, s_neg: Tensor, keep: Tensor, known: Tensor) -> Tensor:
-        """Per-query loss ``[2b]`` from ``s_pos [2b]``, ``s_neg [2b, K]``, the mask of
-        negatives that are not the query's own answer (and, type-constrained, lie in its type
-        range) ``keep [2b, K]`` and of those that are known training answers of the query
-        ``known [2b, K]``.
-
-        As the full-batch losses: ``nssa`` drops known answers from the negatives (with
-        ``filter_negatives``); ``kvsall`` labels them 1 (multi-hot targets); ``1vsall`` keeps
-        them as negatives (1vsAll has no filter either).
-        """
-        eps = self.label_smoothing
-        if self.loss_name == "nssa":
-            mask = (keep & ~known if self.filter_negatives else keep).to(s_neg.dtype)
-            if self.alpha > 0:  # (× mask: no weight at all when every negative is masked)
-                w = torch.softmax(self.alpha * s_neg.detach() + torch.log(mask + 1e-30),
-                                  dim=1) * mask
-            else:
-                w = mask / mask.sum(1, keepdim=True).clamp_min(1.0)
-            return -F.logsigmoid(s_pos) - (w * F.logsigmoid(-s_neg)).sum(1)
-        logits = torch.cat([s_pos.unsqueeze(1), s_neg], 1)  # [2b, 1 + K]
-        ok = torch.cat([torch.ones_like(keep[:, :1]), keep], 1)
-        count = ok.sum(1).to(logits.dtype)
-        if self.loss_name == "1vsall":
-            logp = torch.log_softmax(logits.masked_fill(~ok, float("-inf")), dim=1)
-            smooth = torch.where(ok, logp, torch.zeros_like(logp)).sum(1) / count
-            return -(1.0 - eps) * logp[:, 0] - eps * smooth
-        target = torch.cat([torch.ones_like(s_pos).unsqueeze(1), known.to(logits.dtype)], 1)
-        target = (1.0 - eps) * target + eps / count.unsqueeze(1)
-        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        return torch.where(ok, bce, torch.zeros_like(bce)).sum(1) / count
-
-
-def shared_scores(dec, q: Tensor, cand: Tensor, cand_idx: Tensor) -> Tensor:
-    """Scores ``[B, K]`` of queries ``q [B, d_q]`` against shared candidates ``cand [K, d]``
-    (global ids ``cand_idx [K]``).
-
-    One ``similarity_all`` against the ``K`` rows, unless the decoder adds per-entity terms
-    indexed by position (ConvE's entity ``bias``): then the pairwise path with the global ids.
-    """
-    if getattr(dec, "bias", None) is not None:
-        b = q.size(0)
-        return dec.similarity_pairs(q, cand.unsqueeze(0).expand(b, -1, -1),
-                                    cand_idx.unsqueeze(0).expand(b, -1))
-    return dec.similarity_all(q, cand)
-
 
 def build_sampled_objective(spec: dict[str, Any], *, model, kg,
                             loss: dict[str, Any]) -> NeighborSampledObjective:
@@ -471,18 +464,8 @@ def build_sampled_objective(spec: dict[str, Any], *, model, kg,
     decoders); the encoder's ``inference_batch_size`` is set for evaluation.
     """
     enc, dec = model.encoder, model.decoder
-    num_layers = getattr(enc, "num_layers", None)
-    if num_layers is None or not hasattr(enc, "inference"):
-        raise ConfigError(
-            f"train.sampler needs a message-passing encoder with layer-wise inference "
-            f"(rgcn, compgcn), got {type(enc).__name__}; a lookup encoder has no "
-            "neighbourhood to sample (use train.loss nssa for negative sampling)")
-    from ..decoders.base import Decoder
-
-    if isinstance(dec, Decoder) and type(dec).score_candidates is not Decoder.score_candidates:
-        raise ConfigError(f"train.sampler: decoder {type(dec).__name__} scores candidates its "
-                          "own way; sampled training needs a query-map + similarity decoder "
-                          "(classic or flow decoders)")
+    check_combination(encoder=enc, decoder=dec, loss=str(dict(loss).get("name")), sampled=True)
+    num_layers = enc.num_layers
     graph = model.graph
     type_ranges = resolve_type_ranges(kg, dict(loss).get("type_constrained"),
                                       loss_name=str(dict(loss).get("name")))
@@ -501,5 +484,5 @@ def build_sampled_objective(spec: dict[str, Any], *, model, kg,
 __all__ = [
     "INSTALL_HINT", "NeighborSampledObjective", "SampledBatch", "SamplerSpec",
     "SubgraphSampler", "build_sampled_objective", "full_degrees", "require_sampling_backend",
-    "sampling_backend", "shared_scores",
+    "sampling_backend",
 ]

@@ -12,8 +12,9 @@ gradients (the rows a step used) and is updated by ``torch.optim.SparseAdam``; a
 parameters by the configured optimiser. Both are zeroed, stepped, scheduled (one scheduler
 each, same spec) and checkpointed (``optimizer`` / ``sparse_optimizer``). Gradient clipping
 counts the sparse rows in the global norm (:func:`clip_grad_norm`). Refused with
-``weight_decay > 0`` (SparseAdam has none) and under ``torchrun`` (the all-reduce would
-densify the gradient).
+``weight_decay > 0`` (SparseAdam has none). Under ``torchrun`` the entity tables' gradients
+(sparse or dense) are exchanged as the rows a step touched, not as a dense ``[N, d]``
+all-reduce; ``metrics.jsonl`` records ``exchange_bytes_per_step``.
 
 Type constraints: on a typed graph (``relation_types`` and ``entity_type_ranges``, i.e.
 ogbl-biokg) the loss is type-constrained by default — ``nssa`` corrupts within the relation's
@@ -40,12 +41,17 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..config import Config, ConfigError
-from ..evaluation import evaluate, evaluate_ogb
+from ..config import Config, ConfigError, check_resume_config
+from ..data import check_vocab
+from ..data.triples import edges_outside
+from ..decoders.certificate import certify
+from ..evaluation import evaluate, evaluate_ogb, metrics_from_ranks
+from .capabilities import check_combination
 from .checkpoint import finite_or_none, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistContext, shard_query_batch
 from .guards import NonFiniteError, check_step
 from .losses import LOSSES, accepts_type_ranges, build_loss, resolve_type_ranges
+from .sampling import build_sampled_objective
 
 log = logging.getLogger(__name__)
 
@@ -178,23 +184,8 @@ def build_scheduler(cfg, optimizer, steps_per_epoch: int):
     )
 
 
-def remove_triples_from_graph(edge_index: Tensor, edge_type: Tensor, triples: Tensor,
-                              num_entities: int, num_relations: int) -> Tensor:
-    """Boolean mask ``[E]`` keeping the edges that are *not* one of ``triples[M, 3]`` or their
-    inverse edges (types ``r + R``). Used to hide a step's supervision triples from its encoder.
-    """
-    src, dst = edge_index
-    base = edge_type % num_relations
-    fwd = edge_type < num_relations
-    # orient every edge back to its original (h, r, t)
-    h = torch.where(fwd, src, dst)
-    t = torch.where(fwd, dst, src)
-    n = num_entities
-    ekey = (h * num_relations + base) * n + t
-    tk = triples.to(edge_index.device)
-    tkey = torch.sort((tk[:, 0] * num_relations + tk[:, 1]) * n + tk[:, 2]).values
-    pos = torch.searchsorted(tkey, ekey).clamp_max(max(tkey.numel() - 1, 0))
-    return tkey[pos] != ekey if tkey.numel() else torch.ones_like(ekey, dtype=torch.bool)
+#: the step's supervision edges hidden from its encoder (kept under its old name)
+remove_triples_from_graph = edges_outside
 
 
 class Trainer:
@@ -225,10 +216,10 @@ class Trainer:
         self.generator = seed_everything(config.seed)
         tcfg = config.train
         loss_kwargs = dict(tcfg.loss)
+        check_combination(encoder=self.model.encoder, decoder=self.model.decoder,
+                          loss=str(loss_kwargs.get("name")), sampled=tcfg.sampler is not None)
         self.sampler = None  # neighbour-sampled objective (train.sampler), else full batch
         if tcfg.sampler is not None:
-            from .sampling import build_sampled_objective
-
             self.sampler = build_sampled_objective(tcfg.sampler, model=self.model, kg=kg,
                                                    loss=tcfg.loss)
             self.loss = None
@@ -245,6 +236,11 @@ class Trainer:
                                        **loss_kwargs)
             except TypeError as e:  # an unknown or missing option
                 raise ConfigError(f"train.loss ({name}): {e}") from None
+        # entity tables: exchanged under torchrun as the rows a step touched
+        self.row_params = [p for m in self.model.modules() if getattr(m, "sparse_tables", ())
+                           and hasattr(m, "sparse_parameters") for p in m.sparse_parameters()
+                           if p.requires_grad]
+        self.exchange_bytes: list[int] = []  # per step, this epoch (torchrun)
         self.sparse_optimizer: torch.optim.Optimizer | None = None
         if tcfg.sparse_embeddings:
             sparse, dense = self._sparse_setup(tcfg)
@@ -271,10 +267,6 @@ class Trainer:
             raise ConfigError(
                 f"train.sparse_embeddings: weight_decay must be 0 (got {tcfg.weight_decay:g}); "
                 "the sparse entity table is trained by SparseAdam, which has no weight decay")
-        if self.dist.enabled:
-            raise ConfigError(
-                "train.sparse_embeddings is not supported under torchrun: the gradient "
-                "all-reduce densifies sparse gradients; set it to false")
         sparse, dense = split_sparse_parameters(self.model)
         if not sparse:
             raise ConfigError(
@@ -319,9 +311,6 @@ class Trainer:
         :data:`~gnn_inn.config.RESUMABLE` (logged); ``trusted``: see
         :func:`~gnn_inn.training.checkpoint.load_checkpoint`.
         """
-        from ..config import check_resume_config
-        from ..data import check_vocab
-
         ckpt = load_checkpoint(path, map_location=self.device, trusted=trusted)
         for change in check_resume_config(ckpt["config"], self.config, source=str(path)):
             log.info("resume: setting changed and applied: %s", change)
@@ -363,9 +352,14 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
         if loss is not None:
             loss.backward()
-        # sums gradients (and loss shares) over the ranks; a no-op in one process
+        # sums gradients (and loss shares) over the ranks; a no-op in one process. Entity
+        # tables travel as the rows the step touched (distributed.py)
         value = self.dist.all_reduce_gradients(model.parameters(),
-                                               loss if loss is not None else 0.0)
+                                               loss if loss is not None else 0.0,
+                                               row_params=self.row_params,
+                                               sparse=self.sparse_optimizer is not None)
+        if self.dist.last_exchange:
+            self.exchange_bytes.append(self.dist.last_exchange["bytes"])
         check_step(float(value), model)  # before any non-finite value reaches the weights
         if self.config.train.grad_clip:
             clip_grad_norm(model.parameters(), self.config.train.grad_clip)
@@ -405,6 +399,7 @@ class Trainer:
                    total=total, desc=f"epoch {self.epoch + 1}",
                    disable=self.quiet, leave=False, unit="step")
         losses = []
+        self.exchange_bytes = []
         for step in bar:
             try:
                 losses.append(self._step(step))
@@ -459,6 +454,8 @@ class Trainer:
             dt = time.perf_counter() - t0
             self.train_seconds += dt
             record: dict[str, Any] = {"epoch": self.epoch, "loss": loss, "epoch_seconds": dt}
+            if self.exchange_bytes:  # torchrun: gradient bytes this rank sent per step
+                record["exchange_bytes_per_step"] = float(np.mean(self.exchange_bytes))
             last = self.epoch == cfg.epochs
             out_of_time = cfg.time_budget is not None and self.train_seconds >= cfg.time_budget
             if cfg.time_budget is not None:  # clocks differ across ranks: rank 0 decides
@@ -516,8 +513,6 @@ class Trainer:
             res["test_per_pattern"] = per_pattern(test, patterns)
         decoder = self.model.decoder
         if hasattr(decoder, "pattern_table"):
-            from ..decoders.certificate import certify
-
             res["relation_patterns"] = dict(zip(self.kg.relation_names, decoder.pattern_table()))
             if getattr(decoder, "composition_rules", None) is not None:
                 res["composition_rules"] = decoder.composition_rules()
@@ -530,8 +525,6 @@ class Trainer:
 
 def per_pattern(result, patterns: dict[int, str]) -> dict[str, dict[str, float]]:
     """Metrics per relation pattern (synthetic suite), both directions."""
-    from ..evaluation import metrics_from_ranks
-
     ranks, rels = result.all_ranks()
     out = {}
     for name in sorted(set(patterns.values())):
