@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_header  # noqa: E402
+from common import run_child as common_run_child  # noqa: E402
 
 RESULT_TAG = "BENCH_RESULT "
 
@@ -142,16 +142,8 @@ def child(args) -> dict:
 def run_child(name: str, argv: list[str]) -> dict:
     """Run one contender in a fresh interpreter; peak RSS from the kernel's rusage."""
     cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", name]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    stdout = proc.stdout.read()
-    proc.stdout.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_TAG)]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"contender {name!r} failed (exit {proc.returncode}); see stderr above")
-    out = json.loads(lines[-1][len(RESULT_TAG):])
-    out["peak_rss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
+    out, usage = common_run_child(cmd, tag=RESULT_TAG)
+    out["peak_rss_mb"] = usage["peak_rss_mb"]
     return out
 
 
