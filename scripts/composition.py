@@ -2,13 +2,17 @@
 relation and overall with and without tying, under the same training budget.
 
     python scripts/composition.py --dataset fb15k-237 --budget 480       # one dataset, 2 runs
+    python scripts/composition.py --dataset umls --epochs 100 --snap 0    # + a snapping arm
     python scripts/composition.py --table                                 # Markdown from JSON
 
 Each dataset is trained twice from ``configs/<dataset>_none_flow_rotation.yaml`` (no encoder,
 rotation flow, 1vsAll): ``patterns: auto`` with composition rules (``rules``) and
 ``patterns: auto`` with ``composition_confidence: null`` (``no rules``: involutions and tied
 inverse pairs only), the same seed, the same ``train.time_budget`` seconds and no validation
-during training (``eval_every`` beyond the budget). Writes
+during training (``eval_every`` beyond the budget); ``--epochs N`` trains every arm for exactly
+``N`` epochs instead (fair on a machine whose load varies). ``--snap TAU`` adds a third arm,
+``snap``: the rules arm with ``composition_snap: TAU`` (composed relations snap to entity
+embeddings between body relations). Writes
 ``docs/results/composition/<dataset>.json``; ``--table`` writes ``docs/results/composition.md``
 from every JSON there.
 """
@@ -39,13 +43,14 @@ def per_relation_mrr(result, num_relations: int) -> tuple[list[float], list[int]
     return [m if c else float("nan") for m, c in zip(mrr, n.tolist())], n.tolist()
 
 
-def run_arm(dataset: str, rules: bool, args) -> dict:
+def run_arm(dataset: str, rules: bool, args, snap: float | None = None) -> dict:
     from gnn_inn.config import Config
     from gnn_inn.experiment import trainer_from_config
 
     cfg_file = ROOT / "configs" / f"{dataset}_none_flow_rotation.yaml"
-    sets = [f"train.time_budget={args.budget}", "train.epochs=100000",
-            "train.eval_every=100000", "train.patience=0", "train.device=cpu",
+    budget = ([f"train.epochs={args.epochs}"] if args.epochs
+              else [f"train.time_budget={args.budget}", "train.epochs=100000"])
+    sets = [*budget, "train.eval_every=100000", "train.patience=0", "train.device=cpu",
             "model.decoder.patterns=auto", f"seed={args.seed}"]
     if args.dim:
         sets.append(f"model.dim={args.dim}")
@@ -53,10 +58,13 @@ def run_arm(dataset: str, rules: bool, args) -> dict:
         sets += [f"model.decoder.composition_confidence={args.confidence}",
                  f"model.decoder.composition_head_coverage={args.head_coverage}",
                  f"model.decoder.composition_residual={str(args.residual).lower()}"]
+        if snap is not None:
+            sets.append(f"model.decoder.composition_snap={snap}")
     else:
         sets.append("model.decoder.composition_confidence=null")
     cfg = Config.load(cfg_file, sets)
-    out = Path(args.out) / dataset / ("rules" if rules else "no_rules")
+    arm = "no_rules" if not rules else ("rules" if snap is None else "snap")
+    out = Path(args.out) / dataset / arm
     t0 = time.perf_counter()
     trainer = trainer_from_config(cfg, data_dir=args.data_dir, out_dir=out, quiet=True)
     build_s = time.perf_counter() - t0
@@ -92,7 +100,8 @@ def run(args) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for ds in args.dataset:
         row = {"dataset": ds, "machine": info, "command": " ".join(sys.argv),
-               "budget_seconds": args.budget, "confidence": args.confidence,
+               "budget_seconds": None if args.epochs else args.budget,
+               "epochs": args.epochs or None, "confidence": args.confidence,
                "head_coverage": args.head_coverage, "residual": args.residual,
                "note": args.note}
         row["no_rules"] = run_arm(ds, False, args)
@@ -100,6 +109,10 @@ def run(args) -> None:
         if adopted_rules(ds, args):
             row["rules"] = run_arm(ds, True, args)
             print(ds, "rules", json.dumps(row["rules"]["test"]), flush=True)
+            if args.snap is not None:
+                row["snap"] = run_arm(ds, True, args, snap=args.snap)
+                row["snap_temperature"] = args.snap
+                print(ds, "snap", json.dumps(row["snap"]["test"]), flush=True)
         else:  # no rule qualifies: both configs build the same model, one run serves both
             row["rules"] = {**row["no_rules"], "identical_to_no_rules": True}
             print(ds, "rules: no rule adopted, the same model as no_rules", flush=True)
@@ -119,22 +132,29 @@ def table() -> str:
              "only), *rules* with composition rules adopted at PCA confidence ≥ 0.9 and head "
              "coverage ≥ 0.5. Test MRR is filtered, both directions; per relation it is the mean "
              "over that relation's head and tail queries. Where no rule qualifies both arms "
-             "build the same model and one run serves both. The machine (2 cores) was shared "
-             "with other jobs during every run, so epochs reached within a budget vary.", ""]
+             "build the same model and one run serves both. *rules + snap* (runs with `--snap`) is "
+             "the rules arm with `composition_snap`: a composed relation snaps to entity "
+             "embeddings between its body relations. Runs tagged `epochs` train every arm the "
+             "same number of epochs instead of the same seconds. The machine (2 cores) was "
+             "shared with other jobs during every run, so epochs reached within a budget "
+             "vary.", ""]
     summary, detail = [], []
     for f in sorted(RESULTS.glob("*.json")):
         d = json.loads(f.read_text())
-        a, b = d["no_rules"], d["rules"]
+        a, b, c = d["no_rules"], d["rules"], d.get("snap")
         tied = b["composition_rules"]
+        nan = float("nan")
         summary.append({
             "run": f.stem, "rules adopted": len(tied),
-            "budget s": d["budget_seconds"],
-            "epochs (no rules / rules)": (f"{a['epochs']} (one run: no rule adopted)"
-                                          if b.get("identical_to_no_rules")
-                                          else f"{a['epochs']} / {b['epochs']}"),
+            "budget": (f"{d['budget_seconds']:g} s" if d.get("budget_seconds")
+                       else f"{d.get('epochs')} epochs"),
+            "epochs (no rules / rules / snap)": (
+                f"{a['epochs']} (one run: no rule adopted)" if b.get("identical_to_no_rules")
+                else f"{a['epochs']} / {b['epochs']} / {c['epochs'] if c else '-'}"),
             "MRR no rules": a["test"]["mrr"], "MRR rules": b["test"]["mrr"],
-            "Δ": b["test"]["mrr"] - a["test"]["mrr"],
+            "MRR rules + snap": c["test"]["mrr"] if c else nan,
             "H@10 no rules": a["test"]["hits@10"], "H@10 rules": b["test"]["hits@10"],
+            "H@10 rules + snap": c["test"]["hits@10"] if c else nan,
         })
         if not tied:
             continue
@@ -147,15 +167,18 @@ def table() -> str:
                 "head cov": q.get("head_coverage", float("nan")),
                 "test ranks": b["per_relation_test_ranks"][h],
                 "MRR no rules": a["per_relation_mrr"][h], "MRR rules": b["per_relation_mrr"][h],
-                "Δ": b["per_relation_mrr"][h] - a["per_relation_mrr"][h],
+                "MRR rules + snap": c["per_relation_mrr"][h] if c else nan,
             })
         rows.sort(key=lambda r: -r["test ranks"])
         tot = sum(r["test ranks"] for r in rows)
         wa = sum(r["test ranks"] * r["MRR no rules"] for r in rows if r["test ranks"]) / max(tot, 1)
         wb = sum(r["test ranks"] * r["MRR rules"] for r in rows if r["test ranks"]) / max(tot, 1)
+        wc = (sum(r["test ranks"] * r["MRR rules + snap"] for r in rows if r["test ranks"])
+              / max(tot, 1))
+        snap_text = f", {wc:.3f} with tying and snapping" if c else ""
         detail += [f"## {f.stem}: the tied relations", "",
                    f"{len(rows)} relations tied; over their {tot} test ranks MRR "
-                   f"{wa:.3f} without tying, {wb:.3f} with. Rule body written f_r = "
+                   f"{wa:.3f} without tying, {wb:.3f} with{snap_text}. Rule body written f_r = "
                    "(second ∘ first).", "",
                    markdown_table(rows, [(k, k) for k in rows[0]]), ""]
     cols = [(k, k) for k in (summary[0] if summary else {})]
@@ -167,6 +190,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", nargs="*", default=[])
     p.add_argument("--budget", type=float, default=480.0, help="train.time_budget, seconds")
+    p.add_argument("--epochs", type=int, default=0,
+                   help="train every arm exactly this many epochs instead of --budget seconds")
+    p.add_argument("--snap", type=float, default=None,
+                   help="add an arm with composition_snap=SNAP (0: nearest entity)")
     p.add_argument("--confidence", type=float, default=0.9)
     p.add_argument("--head-coverage", type=float, default=0.5)
     p.add_argument("--residual", action="store_true")

@@ -9,7 +9,9 @@ Each flow family is trained with ``patterns: free`` (every relation its own f_r)
 ``patterns: auto`` (involutions for relations detected as symmetric, f_{r2} = f_{r1}⁻¹ for
 detected inverse pairs, f_{r3} = f_{r2} ∘ f_{r1} for mined composition rules) — ``--modes``
 picks which — beside ComplEx / RotatE / TransE baselines with the same budget. ``auto-norules``
-is ``auto`` without composition rules (``composition_confidence: null``). Prints per-pattern
+is ``auto`` without composition rules (``composition_confidence: null``); ``auto-snap`` is
+``auto`` whose composed relations snap to the nearest entity between body relations
+(``composition_snap``, temperature ``--snap``; 0 = nearest entity). Prints per-pattern
 test MRR as a Markdown table and writes ``<out>/synthetic.json`` (with each auto run's chosen
 patterns and adopted rules).
 """
@@ -39,7 +41,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--modes", nargs="*", default=["free", "auto"],
-                   choices=["free", "auto", "auto-norules"])
+                   choices=["free", "auto", "auto-norules", "auto-snap"])
+    p.add_argument("--snap", type=float, default=0.0,
+                   help="composition_snap temperature of the auto-snap mode (0: nearest entity)")
     p.add_argument("--out", default="runs/pattern_table")
     args = p.parse_args()
     info = print_header()
@@ -48,6 +52,8 @@ def main() -> None:
         dec = {"name": "flow", "flow": family, "patterns": mode.split("-")[0], "p": 2.0}
         if mode == "auto-norules":
             dec["composition_confidence"] = None
+        if mode == "auto-snap":
+            dec["composition_snap"] = args.snap
         return dec
 
     runs = [(f"flow/{f} ({m})", decoder(f, m)) for f in args.families for m in args.modes]

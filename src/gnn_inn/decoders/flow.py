@@ -47,9 +47,11 @@ from .patterns import RelationPattern, parse_patterns, resolution_order
 log = logging.getLogger(__name__)
 
 _KIND = {"free": 0, "involution": 1, "tied-inverse": 2, "composition": 3}
-# steps of a relation's program: (operation, parameter row); NOOP pads short programs
-_NOOP, _FLOW, _FLOW_INV, _INVOL, _RES, _RES_INV = range(6)
-_FLIP = {_FLOW: _FLOW_INV, _FLOW_INV: _FLOW, _INVOL: _INVOL, _RES: _RES_INV, _RES_INV: _RES}
+# steps of a relation's program: (operation, parameter row); NOOP pads short programs; SNAP
+# marks the boundary between two body relations of a composition (see ``composition_snap``)
+_NOOP, _FLOW, _FLOW_INV, _INVOL, _RES, _RES_INV, _SNAP = range(7)
+_FLIP = {_FLOW: _FLOW_INV, _FLOW_INV: _FLOW, _INVOL: _INVOL, _RES: _RES_INV, _RES_INV: _RES,
+         _SNAP: _SNAP}
 
 
 def _invert(program: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -57,9 +59,11 @@ def _invert(program: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def relation_programs(patterns: list[RelationPattern],
-                      relation_names: list[str] | None = None) -> list[list[tuple[int, int]]]:
+                      relation_names: list[str] | None = None,
+                      snap: bool = False) -> list[list[tuple[int, int]]]:
     """Per relation, the forward map as ``[(operation, parameter row), ...]`` applied in order
-    (dependencies resolved first; a cycle raises naming it)."""
+    (dependencies resolved first; a cycle raises naming it). With ``snap`` a ``_SNAP`` step
+    separates consecutive body relations of every composition (nested ones included)."""
     prog: list[list[tuple[int, int]] | None] = [None] * len(patterns)
     for r in resolution_order(patterns, relation_names):
         q = patterns[r]
@@ -71,7 +75,9 @@ def relation_programs(patterns: list[RelationPattern],
             prog[r] = _invert(prog[q.partner])
         else:
             steps: list[tuple[int, int]] = []
-            for b, inv in q.body:
+            for k, (b, inv) in enumerate(q.body):
+                if snap and k:
+                    steps.append((_SNAP, 0))
                 steps += _invert(prog[b]) if inv else prog[b]
             if q.residual:
                 steps.append((_RES, r))
@@ -121,6 +127,16 @@ class FlowDecoder(Decoder):
         residual_flow: the family of the residual flows ``g_r`` (name or spec); it must start at
             the identity (checked): ``affine`` (default), ``translation``, ``lu``,
             ``{name: rotation, init_angles: zero}``, ``orthogonal``.
+        composition_snap: ``None`` (default): a composed relation scores with the continuous
+            map ``f_{r2} ∘ f_{r1}``. A number ``τ ≥ 0``: when scoring, the point reached after
+            each body relation but the last is replaced by entity embeddings before the next
+            body map runs — ``ŷ = Σ_e softmax_e(−‖y − x_e‖ / τ) x_e`` for ``τ > 0``, the nearest
+            entity for ``τ = 0`` (gradients pass straight through to ``y``). The chain then
+            answers "the ``r2``-image of the ``r1``-answer" (continuous query decomposition,
+            Arakelyan et al., ICLR 2021) instead of needing ``f_{r1}(e_x)`` to land exactly on
+            ``e_y``. The maps and their exact inverses are unchanged (:meth:`transform` without
+            ``snap_to``, the certificate); head queries snap on the way back through
+            ``f_{r2}⁻¹`` then ``f_{r1}⁻¹``. Costs one ``[B, N]`` distance per snap.
     """
 
     head_queries = "inverse"
@@ -135,6 +151,7 @@ class FlowDecoder(Decoder):
         composition_confidence: float | None = 0.9, composition_head_coverage: float = 0.5,
         composition_min_support: int = 10, composition_residual: bool = False,
         residual_flow: str | dict[str, Any] = "affine",
+        composition_snap: float | None = None,
     ) -> None:
         if conditioning not in ("table", "context"):
             raise ValueError(f"conditioning must be 'table' or 'context', got {conditioning!r}")
@@ -147,6 +164,10 @@ class FlowDecoder(Decoder):
         self.context_source = relation_source
         self.p = float(p)
         self.margin = float(margin)
+        if composition_snap is not None and not float(composition_snap) >= 0:
+            raise ValueError(f"FlowDecoder: composition_snap must be None or a number >= 0, "
+                             f"got {composition_snap!r}")
+        self.composition_snap = None if composition_snap is None else float(composition_snap)
         self.symmetric_score = bool(symmetric_score)
         if entity_bias and num_entities is None:
             raise ValueError("FlowDecoder: entity_bias=True needs num_entities")
@@ -175,7 +196,7 @@ class FlowDecoder(Decoder):
             dtype=torch.long))
         # every relation's map as a padded program [R, L] of (operation, parameter row), both
         # directions (not saved: rebuilt from the patterns)
-        progs = relation_programs(pats, relation_names)
+        progs = relation_programs(pats, relation_names, snap=self.composition_snap is not None)
         length = max(len(p) for p in progs) if progs else 1
         for name, ps in (("prog", progs), ("prog_inv", [_invert(p) for p in progs])):
             ops = torch.full((num_relations, length), _NOOP, dtype=torch.long)
@@ -236,13 +257,17 @@ class FlowDecoder(Decoder):
         return self.relation_embedding(rel, ids)
 
     def transform(self, x: Tensor, r: Tensor, rel: Tensor | None = None,
-                  inverse: bool = False) -> tuple[Tensor, Tensor]:
+                  inverse: bool = False,
+                  snap_to: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Apply ``f_r`` (or ``f_r⁻¹``) row-wise: ``x[B, d], r[B] → (y[B, d], log|det|[B])``.
 
         Runs each relation's program (see the module docstring): free relations one step of
         ``f`` in the asked direction, tied inverses their partner's steps reversed and inverted,
         involutions (their own inverse) one step, compositions their body's steps in order;
-        log-dets add up.
+        log-dets add up. ``snap_to [N, d]``: the entity embeddings that composed relations snap
+        to between body relations (``composition_snap``); without it the map is the exact flow
+        (snap steps are the identity) and ``log|det|`` is exact. With it the snapped rows'
+        ``log|det|`` counts only the flow steps.
         """
         ops = (self.prog_inv_op if inverse else self.prog_op)[r]
         rows = (self.prog_inv_row if inverse else self.prog_row)[r]
@@ -252,11 +277,14 @@ class FlowDecoder(Decoder):
             if k and bool((op_k == _NOOP).all()):
                 break
             y = x.clone() if k else torch.empty_like(x)
-            for op in (_FLOW, _FLOW_INV, _INVOL, _RES, _RES_INV):
+            for op in (_FLOW, _FLOW_INV, _INVOL, _RES, _RES_INV, _SNAP):
                 sel = op_k == op
                 if not sel.any():
                     continue
                 idx = sel.nonzero().squeeze(1)
+                if op == _SNAP:
+                    y[idx] = x[idx] if snap_to is None else self._snap(x[idx], snap_to)
+                    continue
                 fn = {_FLOW: self.flow.forward, _FLOW_INV: self.flow.inverse,
                       _INVOL: getattr(self.involution, "forward", None),
                       _RES: getattr(self.residual, "forward", None),
@@ -267,12 +295,25 @@ class FlowDecoder(Decoder):
             x = y
         return x, ladj
 
+    def _snap(self, y: Tensor, ent: Tensor) -> Tensor:
+        """Replace points ``y [b, d]`` by entity embeddings (``ent [N, d]``): the softmax over
+        ``−‖y − x_e‖ / τ`` averages them, ``τ = 0`` takes the nearest (straight-through
+        gradient)."""
+        neg = neg_distance_all(y, ent.to(y.dtype), self.p)
+        if self.composition_snap == 0:
+            hard = ent[neg.argmax(dim=1)].to(y.dtype)
+            return hard + (y - y.detach())
+        return torch.softmax(neg / self.composition_snap, dim=1) @ ent.to(y.dtype)
+
     # ------------------------------------------------------------- decoder API
+    def _snap_to(self, ent: Tensor) -> Tensor | None:
+        return ent if self.composition_snap is not None else None
+
     def tail_query(self, ent, rel, h, r):
-        return self.transform(ent[h], r, rel, inverse=False)[0]
+        return self.transform(ent[h], r, rel, inverse=False, snap_to=self._snap_to(ent))[0]
 
     def head_query(self, ent, rel, r, t):
-        return self.transform(ent[t], r, rel, inverse=True)[0]
+        return self.transform(ent[t], r, rel, inverse=True, snap_to=self._snap_to(ent))[0]
 
     def _finish(self, neg_dist: Tensor, r: Tensor, cand_idx: Tensor | None) -> Tensor:
         """``γ − τ_r · dist (+ b_cand)`` from ``neg_dist = −dist [B, K]`` (``K = N`` when
@@ -312,7 +353,8 @@ class FlowDecoder(Decoder):
             b, k = candidates.shape
             rr = r.unsqueeze(1).expand(b, k).reshape(-1)
             c = ent[candidates].reshape(b * k, -1)
-            mapped, _ = self.transform(c, rr, rel, inverse=(mode == "tail"))
+            mapped, _ = self.transform(c, rr, rel, inverse=(mode == "tail"),
+                                       snap_to=self._snap_to(ent))
             anchor = ent[h] if mode == "tail" else ent[t]
             fwd = 0.5 * (fwd + neg_distance_pairs(anchor, mapped.view(b, k, -1), self.p))
         return self._finish(fwd, r, candidates)
@@ -333,7 +375,7 @@ class FlowDecoder(Decoder):
             for i in range(rels.numel()):
                 sel = (inv == i).nonzero().squeeze(1)
                 mapped, _ = self.transform(cand, rels[i].expand(cand.shape[0]), rel,
-                                           inverse=(mode == "tail"))
+                                           inverse=(mode == "tail"), snap_to=self._snap_to(ent))
                 back[sel] = neg_distance_all(anchor[sel], mapped, self.p)
             neg = 0.5 * (neg + back)
         return self._finish(neg, r, candidates if ids is None else ids[candidates])
