@@ -176,10 +176,16 @@ def test_export_lookup_table(run, tmp_path, capsys):
     assert rel.shape == (kg.num_relations, 8) and rnames == kg.relation_names
     assert np.allclose(rel, model.decoder.relation.detach().numpy())
     assert summary["entities"]["shape"] == [kg.num_entities, 8]
-    config = (out / "projector_config.pbtxt").read_text()
-    assert config.count("embeddings {") == 2
-    assert 'tensor_path: "entity_embeddings.tsv"' in config
-    assert 'metadata_path: "metadata.tsv"' in config
+    # the projector's own parser reads the config; every file it names exists
+    from google.protobuf import text_format
+    from tensorboard.plugins.projector import projector_config_pb2
+
+    config = text_format.Parse((out / "projector_config.pbtxt").read_text(),
+                               projector_config_pb2.ProjectorConfig())
+    assert [e.tensor_name for e in config.embeddings] == ["entity", "relation"]
+    assert config.embeddings[0].metadata_path == "metadata.tsv"
+    for e in config.embeddings:
+        assert (out / e.tensor_path).is_file() and (out / e.metadata_path).is_file()
     # default folder: beside the checkpoint
     assert main(["export", str(run / "best.pt"), "--data-dir", data]) == 0
     assert (run / "embeddings" / "entity_embeddings.npy").is_file()
