@@ -320,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=0.01 (repeatable)")
     t.add_argument("--out", help="output folder (default runs/<config name>)")
-    t.add_argument("--data-dir", help="folder holding <dataset>/{train,valid,test}.txt")
+    t.add_argument("--data-dir", help="folder holding <dataset.name>/{train,valid,test}.txt "
+                                      "(a registered name or any other folder name)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     t.add_argument("--overwrite", action="store_true",
                    help="replace the run in OUT (its checkpoints, metrics and results)")
