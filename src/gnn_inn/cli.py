@@ -10,6 +10,8 @@ gnn-inn rules DATASET [--min-confidence C] [--min-support S] [--min-head-coverag
 gnn-inn predict CHECKPOINT --head H --relation R [--k 10]     (or --tail T for head queries)
 gnn-inn certify CHECKPOINT                                    (flow decoders: invertibility)
 gnn-inn sample CHECKPOINT --head H --relation R [--n 20] [--seed 0]  (stochastic decoders)
+gnn-inn plot RUN_DIR [--out FILE.png]                 (training curves from metrics.jsonl)
+gnn-inn export CHECKPOINT [--out DIR]                 (embeddings: .npy, .tsv, projector)
 ```
 Results go to stdout as JSON (``train`` prints the test metrics as its last line); logs and
 progress bars go to stderr. Errors are one line ``gnn-inn <command>: error: ...`` on stderr
@@ -287,6 +289,26 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from .training.plot import plot_run
+
+    out = plot_run(args.run_dir, args.out)
+    print(_json({"plot": str(out)}))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .experiment import load_trained
+    from .export import export_embeddings
+
+    model, kg, _ = load_trained(args.checkpoint, data_dir=args.data_dir,
+                                trusted=args.trust_checkpoint)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "embeddings"
+    summary = export_embeddings(model, kg.entity_names, kg.relation_names, out)
+    print(_json(summary, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gnn-inn", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"gnn-inn {__version__}")
@@ -298,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=0.01 (repeatable)")
     t.add_argument("--out", help="output folder (default runs/<config name>)")
-    t.add_argument("--data-dir", help="folder holding <dataset>/{train,valid,test}.txt")
+    t.add_argument("--data-dir", help="folder holding <dataset.name>/{train,valid,test}.txt "
+                                      "(a registered name or any other folder name)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     t.add_argument("--overwrite", action="store_true",
                    help="replace the run in OUT (its checkpoints, metrics and results)")
@@ -360,7 +383,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "answers")
     sm.add_argument("--data-dir")
     sm.set_defaults(func=cmd_sample)
-    for sp in (t, e, pr, c, sm):
+
+    pl = sub.add_parser("plot", help="training curves of a run folder as a PNG")
+    pl.add_argument("run_dir", help="run folder (holding metrics.jsonl) or the metrics file")
+    pl.add_argument("--out", help="PNG file to write (default RUN_DIR/curves.png)")
+    pl.set_defaults(func=cmd_plot)
+
+    ex = sub.add_parser("export", help="entity / relation embeddings as .npy and TSV, with "
+                                       "metadata for the TensorBoard projector")
+    ex.add_argument("checkpoint")
+    ex.add_argument("--out", help="output folder (default: embeddings/ beside the checkpoint)")
+    ex.add_argument("--data-dir")
+    ex.set_defaults(func=cmd_export)
+    for sp in (t, e, pr, c, sm, ex):
         sp.add_argument("--trust-checkpoint", action="store_true",
                         help="load the checkpoint even if it holds more than tensors and plain "
                              "values (its pickle may run code): only for files you trust")

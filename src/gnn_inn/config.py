@@ -131,6 +131,9 @@ class TrainConfig:
     #: its rounding differs from the reference implementation, so results are not bit-equal
     #: to runs made without it.
     fused_optimizer: bool = False
+    #: also log loss, learning rate and valid metrics to ``RUN_DIR/tensorboard`` for
+    #: TensorBoard (needs the ``tensorboard`` package; ``metrics.jsonl`` is written either way)
+    tensorboard: bool = False
 
 
 @dataclass
@@ -345,6 +348,10 @@ def validate(config: Config, *, source: str = "<config>") -> None:
     _num(t.eval_every, "train.eval_every", source, low=0)
     _num(t.patience, "train.patience", source, low=0)
     _num(t.time_budget, "train.time_budget", source, low=0, low_open=True, optional=True)
+    for key in ("sparse_embeddings", "fused_optimizer", "tensorboard"):
+        if not isinstance(getattr(t, key), bool):
+            raise ConfigError(f"{source}: train.{key} must be true or false, got "
+                              f"{getattr(t, key)!r}")
     if t.sampler is not None and not isinstance(t.sampler, dict):
         raise ConfigError(f"{source}: train.sampler must be a mapping or null, got {t.sampler!r}")
     _num(e.batch_size, "eval.batch_size", source, low=1)
@@ -357,7 +364,7 @@ def validate(config: Config, *, source: str = "<config>") -> None:
 #: settings a resumed run may change (they decide how long it runs and how it is evaluated,
 #: not what the saved state means); any other difference is refused by name
 RESUMABLE = ("train.epochs", "train.time_budget", "train.patience", "train.eval_every",
-             "train.device", "eval.batch_size", "dataset.data_dir")
+             "train.device", "eval.batch_size", "dataset.data_dir", "train.tensorboard")
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:

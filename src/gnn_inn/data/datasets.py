@@ -8,8 +8,11 @@ Resolution order for a registered name:
 
 Local and cached files are verified against the same digests, so ids and counts are the same
 whichever way a dataset arrives; a mismatch is an error naming the file, the expected and the
-actual digest. Any directory holding ``train.txt / valid.txt / test.txt`` loads as a custom
-dataset.
+actual digest.
+
+Any other name is a custom dataset: ``<data_dir>/<name>/`` (then ``$GNN_INN_DATA/<name>/``)
+when that folder holds ``train.txt / valid.txt / test.txt``, else ``name`` read as a path to
+such a folder. A custom folder is read as it is (no digests to check).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from .graph import SPLITS, KnowledgeGraph
 from .ogb import OGB_DATASETS, load_ogb
-from .paths import cache_dir
+from .paths import cache_dir, data_roots
 from .synthetic import make_synthetic
 
 log = logging.getLogger(__name__)
@@ -179,14 +182,13 @@ def dataset_folder(name: str, data_dir: str | None = None, *, allow_download: bo
                    ) -> Path:
     """The verified local folder of the registered dataset ``name`` (downloading if needed)."""
     spec = DATASETS[name]
-    for what, base in (("data_dir", data_dir), ("GNN_INN_DATA", os.environ.get("GNN_INN_DATA"))):
-        if base and _has_splits(Path(base) / name):
-            folder = Path(base) / name
+    for what, base in data_roots(data_dir):
+        if _has_splits(base / name):
+            folder = base / name
             verify(folder, spec)
             return folder
-        if base:
-            log.warning("dataset %r: %s=%s holds no %s/{train,valid,test}.txt; looking further",
-                        name, what, base, name)
+        log.warning("dataset %r: %s=%s holds no %s/{train,valid,test}.txt; looking further",
+                    name, what, base, name)
     cached = cache_dir() / name
     if _has_splits(cached):
         verify(cached, spec)
@@ -228,11 +230,32 @@ def load_dataset(name_or_path: str, *, data_dir: str | None = None, **options) -
         raise ValueError(f"dataset {name_or_path!r} takes no options, got {sorted(options)}")
     if key in DATASETS:
         return KnowledgeGraph.from_directory(dataset_folder(key, data_dir), name=key)
-    path = Path(name_or_path)
-    if path.is_dir():
-        return KnowledgeGraph.from_directory(path)
+    folder, looked = custom_folder(name_or_path, data_dir)
+    if folder is not None:
+        return KnowledgeGraph.from_directory(folder)
     raise ValueError(
         f"unknown dataset {name_or_path!r}: not a registered name "
-        f"({', '.join([*DATASETS, 'synthetic', *OGB_DATASETS])}) and not a folder with "
-        "train/valid/test.txt"
+        f"({', '.join([*DATASETS, 'synthetic', *OGB_DATASETS])}), and no folder with "
+        f"train/valid/test.txt at {' or '.join(looked)}"
     )
+
+
+def custom_folder(name: str, data_dir: str | None = None) -> tuple[Path | None, list[str]]:
+    """The folder of the custom (unregistered) dataset ``name`` and the places looked at.
+
+    ``<root>/<name>/`` for each root of :func:`~gnn_inn.data.paths.data_roots` (``data_dir``,
+    then ``GNN_INN_DATA``) that holds ``train.txt / valid.txt / test.txt``, else ``name`` itself
+    when it is a folder (a folder with missing split files is returned too, so that loading it
+    names the missing files); ``None`` when neither exists.
+    """
+    looked = []
+    for _, base in data_roots(data_dir):
+        candidate = base / name
+        if _has_splits(candidate):
+            return candidate, looked
+        looked.append(f"{candidate}/")
+    path = Path(name)
+    if path.is_dir():
+        return path, looked
+    looked.append(f"{path}/")
+    return None, looked

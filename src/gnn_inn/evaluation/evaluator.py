@@ -244,7 +244,8 @@ def evaluate(
         num_relations: ``R`` for per-relation views (default: from the filter index or the
             triples).
         categories: optional category (``'1-1'``, ``'1-N'``, ``'N-1'``, ``'N-N'``) per relation.
-        progress: show a tqdm bar (only when stderr is a terminal).
+        progress: show a tqdm bar (only when stderr is a terminal): queries done, queries per
+            second, ETA and the running MRR.
         device: where queries are sent (default: the scorer's parameters' device, else CPU).
 
     Returns:
@@ -272,10 +273,12 @@ def evaluate(
     scratch: Tensor | None = None
     num_entities: int | None = None
     start = time.perf_counter()
+    # queries done / total with tqdm's rate (queries/s) and ETA, plus the running MRR
     bar = tqdm(
         total=m * len(directions), unit="query", desc=f"evaluate ({policy})",
         disable=True if not progress else None, leave=False,
     )
+    reciprocal_sum, ranked = 0.0, 0
     try:
         with evaluation_mode(scorer):
             for direction in directions:
@@ -306,10 +309,15 @@ def evaluate(
                             min(batch_size, m), scores.shape[1], dtype=dtype, device=scores.device
                         )
                     fr, fc = flt if flt is not None else (None, None)
-                    ranks[direction][i : i + h.numel()] = rank_targets(
+                    batch_ranks = rank_targets(
                         scores, target, fr, fc, policy=policy, scratch=scratch
                     ).cpu()
+                    ranks[direction][i : i + h.numel()] = batch_ranks
                     del scores
+                    if not bar.disable:
+                        reciprocal_sum += float(batch_ranks.reciprocal().sum())
+                        ranked += h.numel()
+                        bar.set_postfix(mrr=f"{reciprocal_sum / ranked:.4f}", refresh=False)
                     bar.update(h.numel())
     finally:
         bar.close()

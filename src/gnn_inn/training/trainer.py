@@ -52,6 +52,7 @@ from .distributed import DistContext, shard_query_batch
 from .guards import NonFiniteError, check_step
 from .losses import LOSSES, accepts_type_ranges, build_loss, resolve_type_ranges
 from .sampling import build_sampled_objective
+from .tensorboard import TensorBoardLog, require_tensorboard
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +261,8 @@ class Trainer:
         self.bad_evals = 0
         self.best_state: dict[str, Tensor] | None = None
         self.train_seconds = 0.0
+        if tcfg.tensorboard and self.dist.is_main:
+            require_tensorboard()  # at start, not after the first epoch
 
     def _sparse_setup(self, tcfg) -> tuple[list, list]:
         """Check ``train.sparse_embeddings`` and split the parameters (sparse, dense)."""
@@ -395,18 +398,25 @@ class Trainer:
         source = self.sampler if self.sampler is not None else self.loss
         total = self.steps_per_epoch if max_steps is None else min(max_steps,
                                                                    self.steps_per_epoch)
+        # the bar shows steps done / total with tqdm's rate and ETA, plus the running mean
+        # loss and the throughput in training triples per second (an epoch covers every
+        # training triple once, so a step stands for num_train / steps_per_epoch of them)
         bar = tqdm(source.batches(self.config.train.batch_size, self.generator),
                    total=total, desc=f"epoch {self.epoch + 1}",
                    disable=self.quiet, leave=False, unit="step")
+        triples_per_step = self.kg.train.shape[0] / max(self.steps_per_epoch, 1)
         losses = []
         self.exchange_bytes = []
+        t0 = time.perf_counter()
         for step in bar:
             try:
                 losses.append(self._step(step))
             except NonFiniteError as e:
                 raise e.at(self.epoch + 1, len(losses) + 1) from None
-            if len(losses) % 10 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
+            if not self.quiet and (len(losses) % 10 == 0 or len(losses) == total):
+                rate = len(losses) * triples_per_step / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}",
+                                triples_s=f"{rate:,.0f}", refresh=False)
             if max_steps is not None and len(losses) >= max_steps:
                 break
         for sched in self._schedulers():
@@ -446,9 +456,13 @@ class Trainer:
         if self.out_dir is not None and self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.config.dump(self.out_dir / "config.yaml")
+        # train.tensorboard: each record also goes to RUN_DIR/tensorboard (flushed per epoch)
+        board = (TensorBoardLog(self.out_dir) if cfg.tensorboard and self.out_dir is not None
+                 and self.dist.is_main else None)
         stop = False
         while self.epoch < cfg.epochs and not stop:
             t0 = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
             loss = self.train_epoch()
             self.epoch += 1
             dt = time.perf_counter() - t0
@@ -484,6 +498,10 @@ class Trainer:
                 stop = True
             self.save("last.pt")  # before the log line: a kill in between cannot repeat it
             self._log(record)
+            if board is not None:
+                board.epoch(record, lr=lr)
+        if board is not None:
+            board.close()
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.results()
