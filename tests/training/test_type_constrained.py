@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from gnn_inn.config import ConfigError
 from gnn_inn.data import load_ogb
 from gnn_inn.experiment import model_from_config, trainer_from_config
-from gnn_inn.training import sampling
 from gnn_inn.training.losses import (
     KvsAllLoss,
     NegativeSamplingLoss,
@@ -29,6 +28,7 @@ from gnn_inn.training.losses import (
     type_candidate_mask,
 )
 from gnn_inn.training.sampling import NeighborSampledObjective
+from helpers import needs_backend
 
 
 def _load_ogb_fixtures():
@@ -41,8 +41,6 @@ def _load_ogb_fixtures():
 
 
 fx = _load_ogb_fixtures()
-needs_backend = pytest.mark.skipif(sampling.sampling_backend() is None,
-                                   reason="no torch-sparse / pyg-lib")
 
 
 @pytest.fixture(scope="module")
