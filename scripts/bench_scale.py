@@ -74,7 +74,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, print_header  # noqa: E402
+from common import print_header, print_table  # noqa: E402
 from common import run_child as common_run_child  # noqa: E402
 
 RESULT_TAG = "BENCH_RESULT "
@@ -386,10 +386,7 @@ def main() -> None:
             r[k] = f"{r[k]:,}"
         r["sampling_pct"] = f"{r['sampling_pct']:.0f}"
         shown.append(r)
-    print()
-    print(markdown_table(shown, cols))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    print_table(shown, cols, json_path=args.json, json_rows=rows)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,17 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return "\n".join([head, sep, *body])
 
 
+def print_table(rows: list[dict], columns: list[tuple[str, str]], *,
+                json_path: str | Path | None = None, json_rows: list | None = None) -> None:
+    """Print ``rows`` as a Markdown table after a blank line (see :func:`markdown_table`);
+    with ``json_path``, write ``json_rows`` (default ``rows``) there as JSON."""
+    print()
+    print(markdown_table(rows, columns))
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows if json_rows is None else json_rows,
+                                              indent=2) + "\n")
+
+
 def run_dict(cfg: dict, *, out: str | Path, data_dir: str | None = None,
              quiet: bool = True) -> dict:
     """Train a config given as a dict (same keys as the YAML files)."""

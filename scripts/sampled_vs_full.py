@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, print_header, run_child  # noqa: E402
+from common import print_header, print_table, run_child  # noqa: E402
 
 RESULT_TAG = "BENCH_RESULT "
 
@@ -138,10 +138,7 @@ def main() -> None:
             ("peak RSS MB", "peak_rss_mb")]
     if args.device.startswith("cuda"):
         cols.append(("GPU peak MB", "gpu_peak_mb"))
-    print()
-    print(markdown_table(rows, cols))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    print_table(rows, cols, json_path=args.json)
 
 
 if __name__ == "__main__":
