@@ -34,14 +34,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, print_header  # noqa: E402
+from common import markdown_table, print_header, run_child  # noqa: E402
+
+RESULT_TAG = "RESULT "
 
 # the settings shared by both implementations, per encoder
 SETTINGS = {
@@ -50,10 +50,6 @@ SETTINGS = {
     # PyKEEN's CompGCN defaults: 64-d, 1 layer, DistMult
     "compgcn": {"dim": 64, "num_layers": 1, "epochs": 100, "batch_size": 256, "lr": 0.001},
 }
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def dataset_files(data_dir: str | None, name: str) -> dict[str, Path]:
@@ -165,9 +161,7 @@ def main() -> None:
 
     if args.child:
         fn = child_ours if args.child == "ours" else child_pykeen
-        row = fn(args)
-        row["peak_rss_mb"] = peak_rss_mb()
-        print("RESULT " + json.dumps(row), flush=True)
+        print(RESULT_TAG + json.dumps(fn(args)), flush=True)
         return
 
     info = print_header()
@@ -185,13 +179,9 @@ def main() -> None:
                     cmd += ["--data-dir", args.data_dir]
                 if args.num_bases:
                     cmd += ["--num-bases", str(args.num_bases)]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-                if proc.returncode or not lines:
-                    sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
-                    raise SystemExit(f"{impl} {ds} {enc} failed (exit {proc.returncode})")
-                row = {"dataset": ds, "encoder": enc, "impl": impl, **SETTINGS[enc],
-                       **json.loads(lines[-1][len("RESULT "):])}
+                out, usage = run_child(cmd, tag=RESULT_TAG, capture_stderr=True)
+                row = {"dataset": ds, "encoder": enc, "impl": impl, **SETTINGS[enc], **out,
+                       "peak_rss_mb": usage["peak_rss_mb"]}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     # speed-up per (dataset, encoder)

@@ -67,7 +67,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -75,7 +74,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, print_header  # noqa: E402
+from common import print_header, print_table  # noqa: E402
+from common import run_child as common_run_child  # noqa: E402
 
 RESULT_TAG = "BENCH_RESULT "
 WIKIKG2 = {"entities": 2_500_604, "relations": 535, "train": 16_109_182}
@@ -283,25 +283,7 @@ def run_child(scale: float, argv: list[str], pinned_malloc: bool = False,
     env = {k: v for k, v in os.environ.items() if k not in PINNED_MALLOC}
     if pinned_malloc:
         env.update(PINNED_MALLOC)
-    procs = []
-    if world_size > 1:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-    for rank in range(world_size):
-        if world_size > 1:
-            env = {**env, "RANK": str(rank), "LOCAL_RANK": str(rank),
-                   "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1",
-                   "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env))
-    outs = [proc.communicate()[0] for proc in procs]
-    if any(proc.returncode for proc in procs):
-        raise SystemExit(f"child for scale {scale} failed "
-                         f"(exit {[proc.returncode for proc in procs]})")
-    lines = [ln for ln in outs[0].splitlines() if ln.startswith(RESULT_TAG)]
-    return json.loads(lines[-1][len(RESULT_TAG):])
+    return common_run_child(cmd, tag=RESULT_TAG, env=env, world_size=world_size)[0]
 
 
 def main() -> None:
@@ -404,10 +386,7 @@ def main() -> None:
             r[k] = f"{r[k]:,}"
         r["sampling_pct"] = f"{r['sampling_pct']:.0f}"
         shown.append(r)
-    print()
-    print(markdown_table(shown, cols))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    print_table(shown, cols, json_path=args.json, json_rows=rows)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ import json
 import os
 import platform
 import shlex
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,6 +79,17 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return "\n".join([head, sep, *body])
 
 
+def print_table(rows: list[dict], columns: list[tuple[str, str]], *,
+                json_path: str | Path | None = None, json_rows: list | None = None) -> None:
+    """Print ``rows`` as a Markdown table after a blank line (see :func:`markdown_table`);
+    with ``json_path``, write ``json_rows`` (default ``rows``) there as JSON."""
+    print()
+    print(markdown_table(rows, columns))
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows if json_rows is None else json_rows,
+                                              indent=2) + "\n")
+
+
 def run_dict(cfg: dict, *, out: str | Path, data_dir: str | None = None,
              quiet: bool = True) -> dict:
     """Train a config given as a dict (same keys as the YAML files)."""
@@ -89,19 +102,60 @@ def run_dict(cfg: dict, *, out: str | Path, data_dir: str | None = None,
     return run_config(path, out=out, data_dir=data_dir, quiet=quiet)
 
 
-def run_child(cmd: list[str], *, tag: str, env: dict | None = None) -> tuple[dict, dict]:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_child(cmd: list[str], *, tag: str, env: dict | None = None, world_size: int = 1,
+              capture_stderr: bool = False) -> tuple[dict, dict]:
     """Run ``cmd`` in a fresh process; return the JSON after the last stdout line starting
     with ``tag``, and ``{"peak_rss_mb", "seconds"}`` of that child (kernel rusage, so the
-    parent's own memory is not counted). stderr passes through; a failed child raises."""
+    parent's own memory is not counted). A failed child raises ``RuntimeError``.
+
+    ``world_size > 1`` starts that many copies under the ``torchrun`` environment
+    (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` on a free
+    local port); the result and usage are rank 0's, the other ranks' stdout goes to stderr.
+    stderr passes through, unless ``capture_stderr``: then it is shown only when the child
+    fails (its last 3000 characters)."""
+    env = dict(os.environ if env is None else env)
+    if world_size > 1:
+        env.update(WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(_free_port()))
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    stdout = proc.stdout.read()
-    proc.stdout.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    lines = [ln for ln in stdout.splitlines() if ln.startswith(tag)]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"child {shlex.join(cmd[:3])} ... failed (exit {proc.returncode}); "
-                           "see its stderr above")
-    return json.loads(lines[-1][len(tag):]), {"peak_rss_mb": usage.ru_maxrss / 1024,
-                                               "seconds": time.perf_counter() - t0}
+    err = tempfile.TemporaryFile("w+") if capture_stderr else None
+    procs = []
+    try:
+        for rank in range(world_size):
+            rank_env = ({**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}
+                        if world_size > 1 else env)
+            other_out = err if err is not None else 2  # ranks > 0: their stdout to stderr
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE if rank == 0 else other_out,
+                                          stderr=err, text=True, env=rank_env))
+        stdout = procs[0].stdout.read()
+        procs[0].stdout.close()
+        usages = []
+        for proc in procs:
+            _, status, ru = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            usages.append(ru)
+        seconds = time.perf_counter() - t0
+        codes = [proc.returncode for proc in procs]
+        lines = [ln for ln in stdout.splitlines() if ln.startswith(tag)]
+        if any(codes) or not lines:
+            if err is not None:
+                err.seek(0)
+                sys.stderr.write(err.read()[-3000:])
+            raise RuntimeError(f"child {shlex.join(cmd[:3])} ... failed "
+                               f"(exit {codes[0] if world_size == 1 else codes}); "
+                               "see its stderr above")
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
+        if err is not None:
+            err.close()
+    return json.loads(lines[-1][len(tag):]), {"peak_rss_mb": usages[0].ru_maxrss / 1024,
+                                               "seconds": seconds}

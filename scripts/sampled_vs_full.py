@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, print_header  # noqa: E402
+from common import print_header, print_table, run_child  # noqa: E402
 
 RESULT_TAG = "BENCH_RESULT "
 
@@ -90,7 +88,6 @@ def child(args) -> dict:
         "fanout": args.fanout if args.mode == "sampled" else None,
         "test_mrr": res["test"]["mrr"], "test_hits@10": res["test"]["hits@10"],
         "train_s": res["train_seconds"], "wall_s": time.perf_counter() - t0,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "params": res["params"],
     }
     if args.device.startswith("cuda"):
@@ -133,21 +130,15 @@ def main() -> None:
     rows = []
     for mode in args.modes:
         cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", "--mode", mode]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        if proc.returncode:
-            raise SystemExit(f"{mode} run failed (exit {proc.returncode})")
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)][-1]
-        rows.append(json.loads(line[len(RESULT_TAG):]))
+        row, usage = run_child(cmd, tag=RESULT_TAG)
+        rows.append({**row, "peak_rss_mb": usage["peak_rss_mb"]})
         print(f"{mode}: {json.dumps(rows[-1])}", flush=True)
     cols = [("training", "mode"), ("dataset", "dataset"), ("epochs", "epochs"),
             ("test MRR", "test_mrr"), ("test H@10", "test_hits@10"), ("train s", "train_s"),
             ("peak RSS MB", "peak_rss_mb")]
     if args.device.startswith("cuda"):
         cols.append(("GPU peak MB", "gpu_peak_mb"))
-    print()
-    print(markdown_table(rows, cols))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    print_table(rows, cols, json_path=args.json)
 
 
 if __name__ == "__main__":

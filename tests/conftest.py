@@ -12,3 +12,11 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def kg():
+    """The built-in synthetic knowledge graph (a module may override ``kg`` with its own)."""
+    from gnn_inn.data import load_dataset
+
+    return load_dataset("synthetic")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from gnn_inn.cli import main
-
-DATA = os.environ.get("GNN_INN_DATA")
-needs_data = pytest.mark.skipif(not DATA, reason="GNN_INN_DATA not set")
+from helpers import DATA, needs_data
 
 
 def _config(tmp_path: Path, text: str) -> Path:

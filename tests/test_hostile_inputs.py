@@ -36,9 +36,8 @@ from gnn_inn.training.checkpoint import (
 )
 from gnn_inn.training.guards import NonFiniteError, check_step
 from gnn_inn.training.run_dir import RunDirError, run_lock, trim_metrics
+from helpers import DATA, needs_data
 
-DATA = os.environ.get("GNN_INN_DATA")
-needs_data = pytest.mark.skipif(not DATA, reason="GNN_INN_DATA not set")
 ROOT = Path(__file__).resolve().parents[1]
 
 CFG = """

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 
 import pytest
 import torch
@@ -33,9 +32,7 @@ from gnn_inn.variational import (
     sample_negatives,
     score_facts,
 )
-
-DATA = os.environ.get("GNN_INN_DATA")
-needs_data = pytest.mark.skipif(not DATA, reason="GNN_INN_DATA not set")
+from helpers import DATA, needs_data
 
 
 def _graph(n, r, m=12, seed=0):

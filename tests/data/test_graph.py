@@ -9,9 +9,7 @@ import torch
 
 from gnn_inn.data import FilterIndex, KnowledgeGraph, load_dataset, sha256_file
 from gnn_inn.data.datasets import DATASETS, verify
-
-DATA = os.environ.get("GNN_INN_DATA")
-needs_data = pytest.mark.skipif(not DATA, reason="GNN_INN_DATA not set")
+from helpers import DATA, needs_data
 
 
 @needs_data

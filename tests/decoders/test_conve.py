@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,9 +9,7 @@ import torch.nn.functional as F
 from gnn_inn.config import Config
 from gnn_inn.decoders import DECODERS, ConvE, build_decoder
 from gnn_inn.model import build_model
-
-DATA = os.environ.get("GNN_INN_DATA")
-needs_data = pytest.mark.skipif(not DATA, reason="GNN_INN_DATA not set")
+from helpers import DATA, needs_data
 
 N, R, D, B = 13, 4, 16, 6
 SMALL = {"k_h": 4, "k_w": 4, "num_filters": 5, "kernel_size": 3}

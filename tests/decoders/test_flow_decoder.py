@@ -8,22 +8,16 @@ import torch
 from gnn_inn.decoders import build_decoder
 from gnn_inn.decoders.patterns import RelationPattern
 from gnn_inn.flows import FLOWS
+from helpers import perturb
 
 N, R, D, B = 13, 4, 6, 5
-
-
-def _perturb(module, seed=0, std=0.3):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
 
 
 def _setup(flow="affine_coupling", conditioning="table", patterns="free", **kw):
     torch.manual_seed(0)
     dec = build_decoder("flow", num_relations=R, dim=D, flow=flow, conditioning=conditioning,
                         patterns=patterns, **kw).double()
-    _perturb(dec)
+    perturb(dec, std=0.3, seed=0)
     g = torch.Generator().manual_seed(1)
     ent = torch.randn(N, D, generator=g, dtype=torch.float64)
     h, t = torch.randint(N, (B,), generator=g), torch.randint(N, (B,), generator=g)
@@ -106,7 +100,7 @@ def test_context_mode_uses_encoder_relations():
     assert dec.relation is None
     g = torch.Generator().manual_seed(0)
     ent, rel = torch.randn(N, D, generator=g), torch.randn(2 * R, D, generator=g)
-    _perturb(dec)
+    perturb(dec, std=0.3, seed=0)
     h, r = torch.arange(3), torch.tensor([0, 1, 3])
     a = dec.score_tails(ent, rel, h, r)
     b = dec.score_tails(ent, rel + 1.0, h, r)

@@ -11,27 +11,21 @@ import torch
 
 from gnn_inn.decoders import DECODERS, StochasticFlowDecoder, build_decoder
 from gnn_inn.flows import soft_clamp
+from helpers import perturb
 
 N, R, D, B = 17, 3, 6, 5
-
-
-def _perturb(module, seed=0, std=0.3):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
 
 
 def _setup(perturb_coupling=True, dim=D, seed=0, **kw):
     torch.manual_seed(seed)
     kw.setdefault("rerank_k", 4)
     dec = build_decoder("stochastic_flow", num_relations=R, dim=dim, **kw).double()
-    _perturb(dec.mean, seed)
-    _perturb(dec.scale_net, seed + 1)
+    perturb(dec.mean, std=0.3, seed=seed)
+    perturb(dec.scale_net, std=0.3, seed=seed + 1)
     with torch.no_grad():
         dec.relation.normal_(generator=torch.Generator().manual_seed(seed + 2))
     if perturb_coupling:
-        _perturb(dec.coupling, seed + 3)
+        perturb(dec.coupling, std=0.3, seed=seed + 3)
     dec.eval()
     g = torch.Generator().manual_seed(seed + 4)
     ent = torch.randn(N, dim, generator=g, dtype=torch.float64)
@@ -69,7 +63,7 @@ def test_gaussian_special_case_equals_normal_log_prob(mode):
 def test_density_integrates_to_one_in_2d(coupling):
     dec, ent, h, r, t = _setup(dim=2, scale_clamp=1.0, coupling={"name": coupling,
                                                                  "num_blocks": 2, "hidden": 16})
-    _perturb(dec.coupling, 7, std=0.25)
+    perturb(dec.coupling, std=0.25, seed=7)
     with torch.no_grad():
         ent.mul_(0.5)
         mu, ls, ctx = dec.gaussian_params(ent, None, h[:1], r[:1])
@@ -241,8 +235,8 @@ def test_flow_nll_loss_reaches_every_parameter():
     assert "flow_nll" in LOSSES
     torch.manual_seed(0)
     dec = build_decoder("stochastic_flow", num_relations=R, dim=D, train_rerank_k=4)
-    _perturb(dec.coupling, 1, std=0.1)
-    _perturb(dec.scale_net, 2, std=0.1)  # zero-initialised last layers pass no gradient on
+    perturb(dec.coupling, std=0.1, seed=1)
+    perturb(dec.scale_net, std=0.1, seed=2)  # zero-initialised last layers pass no gradient on
     model = LinkPredictor(encoder=LookupEncoder(num_entities=N, dim=D), decoder=dec)
     train = torch.tensor([[0, 0, 1], [2, 1, 3], [4, 2, 5], [6, 0, 7]])
     loss_fn = build_loss("flow_nll", train, N, R, gaussian_weight=0.5, nll_weight=0.1)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from gnn_inn.flows import FLOWS, build_flow, make_involution
+from helpers import perturb
 
 D, B, R, C = 6, 32, 3, 4
 MODES = ["none", "table", "context"]
@@ -61,20 +62,12 @@ def _context(mode, batch, dtype=torch.float64, seed=0):
     return None
 
 
-def _perturb(f, std, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # move every parameter away from the identity initialisation
-        for p in f.parameters():
-            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
-    return f
-
-
 def _flow(spec, mode, dtype=torch.float64, std=STD64, dim=D, involution=None):
     torch.manual_seed(0)
     spec = dict(spec)
     if involution:
         spec["involution"] = involution
-    return _perturb(build_flow(spec, dim=dim, **_cond(mode)).to(dtype), std)
+    return perturb(build_flow(spec, dim=dim, **_cond(mode)).to(dtype), std=std, seed=1)
 
 
 def _rows(ctx, i):
@@ -268,8 +261,8 @@ def test_make_involution_matches_build_flow_option():
     a = build_flow({"name": "affine_coupling", "involution": "swap"}, dim=D)
     torch.manual_seed(0)
     b = make_involution(build_flow("affine_coupling", dim=D), sigma="swap")
-    _perturb(a, 0.3)
-    _perturb(b, 0.3)
+    perturb(a, std=0.3, seed=1)
+    perturb(b, std=0.3, seed=1)
     x = torch.randn(B, D)
     torch.testing.assert_close(a(x)[0], b(x)[0], rtol=0, atol=0)
 

@@ -22,17 +22,10 @@ from gnn_inn.flows import (
     rational_quadratic_spline,
     soft_clamp,
 )
+from helpers import perturb
 
 D = 6
 F64 = torch.float64
-
-
-def _perturb(f, std=0.5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in f.parameters():
-            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
-    return f
 
 
 def _jac(f, x):
@@ -43,7 +36,7 @@ def _jac(f, x):
                                     (PlaneRotation, {}), (Householder, {}),
                                     (LULinear, {"permutation": "identity"})])
 def test_table_row_equals_unconditional_transform(cls, kw):
-    table = _perturb(cls(dim=D, num_contexts=3, **kw).double())
+    table = perturb(cls(dim=D, num_contexts=3, **kw).double(), std=0.5, seed=0)
     x = torch.randn(4, D, dtype=F64)
     for r in range(3):
         single = cls(dim=D, **kw).double()
@@ -80,7 +73,7 @@ def test_plane_rotation_is_rotate_as_complex_multiplication():
 
 
 def test_plane_rotation_odd_dim_keeps_last_coordinate():
-    f = _perturb(PlaneRotation(dim=5).double())
+    f = perturb(PlaneRotation(dim=5).double(), std=0.5, seed=0)
     x = torch.randn(3, 5, dtype=F64)
     assert torch.equal(f(x)[0][:, 4], x[:, 4])
 
@@ -89,7 +82,7 @@ def test_householder_is_orthogonal_and_starts_at_identity():
     f = Householder(dim=D, num_reflections=4).double()
     x = torch.randn(3, D, dtype=F64)
     torch.testing.assert_close(f(x)[0], x, rtol=0, atol=1e-13)
-    _perturb(f)
+    perturb(f, std=0.5, seed=0)
     j = _jac(f, x[0])
     torch.testing.assert_close(j.T @ j, torch.eye(D, dtype=F64))
     with pytest.raises(ValueError, match="num_reflections"):
@@ -111,7 +104,7 @@ def test_lu_linear_matrix_form_and_learned_permutation():
     x = torch.randn(4, D, dtype=F64)
     # at initialisation the LU layer is exactly the fixed permutation with the same seed
     torch.testing.assert_close(f(x)[0], p(x)[0], rtol=0, atol=0)
-    _perturb(f, 0.3)
+    perturb(f, std=0.3, seed=0)
     n = D * (D - 1) // 2
     q = f.params.param.detach()
     L = torch.eye(D, dtype=F64)
@@ -207,7 +200,7 @@ def test_spline_and_coupling_argument_errors():
 
 
 def test_coupling_passes_first_half_and_conditioner_is_squashed():
-    f = _perturb(AffineCoupling(dim=D).double())
+    f = perturb(AffineCoupling(dim=D).double(), std=0.5, seed=0)
     x = torch.randn(4, D, dtype=F64) * 1e3
     y, _ = f(x)
     assert torch.equal(y[:, :3], x[:, :3])
@@ -220,8 +213,8 @@ def test_coupling_passes_first_half_and_conditioner_is_squashed():
 
 # ------------------------------------------------------------------ composition / involution
 def test_sequential_flow_composes_and_inverts_in_reverse():
-    a = _perturb(ElementwiseAffine(dim=D).double(), seed=1)
-    b = _perturb(PlaneRotation(dim=D).double(), seed=2)
+    a = perturb(ElementwiseAffine(dim=D).double(), std=0.5, seed=1)
+    b = perturb(PlaneRotation(dim=D).double(), std=0.5, seed=2)
     f = SequentialFlow(a, b)
     x = torch.randn(3, D, dtype=F64)
     y, ld = f(x)
@@ -239,7 +232,8 @@ def test_sequential_flow_composes_and_inverts_in_reverse():
 
 @pytest.mark.parametrize("sigma", ["sign", "swap"])
 def test_involution_of_any_flow(sigma):
-    g = _perturb(SequentialFlow(ElementwiseAffine(dim=D), Householder(dim=D)).double())
+    g = perturb(SequentialFlow(ElementwiseAffine(dim=D), Householder(dim=D)).double(),
+                std=0.5, seed=0)
     f = Involution(g, sigma=sigma)
     x = torch.randn(5, D, dtype=F64)
     y, ld = f(x)

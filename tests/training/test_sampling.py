@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 from gnn_inn.config import Config, ConfigError
-from gnn_inn.data import load_dataset
 from gnn_inn.encoders import CompGCNEncoder, RGCNEncoder
 from gnn_inn.experiment import trainer_from_config
 from gnn_inn.training import sampling
@@ -18,16 +15,7 @@ from gnn_inn.training.sampling import (
     SubgraphSampler,
     require_sampling_backend,
 )
-
-DATA = os.environ.get("GNN_INN_DATA")
-needs_data = pytest.mark.skipif(not DATA, reason="GNN_INN_DATA not set")
-needs_backend = pytest.mark.skipif(sampling.sampling_backend() is None,
-                                   reason="no torch-sparse / pyg-lib")
-
-
-@pytest.fixture(scope="module")
-def kg():
-    return load_dataset("synthetic")
+from helpers import DATA, needs_backend, needs_data
 
 
 def _keys(triples: torch.Tensor, n: int, r: int) -> set[int]:

@@ -6,18 +6,10 @@ import pytest
 import torch
 
 from gnn_inn.config import Config, ConfigError
-from gnn_inn.data import load_dataset
 from gnn_inn.experiment import trainer_from_config
 from gnn_inn.training import sampling
 from gnn_inn.training.trainer import clip_grad_norm
-
-needs_backend = pytest.mark.skipif(sampling.sampling_backend() is None,
-                                   reason="no torch-sparse / pyg-lib")
-
-
-@pytest.fixture(scope="module")
-def kg():
-    return load_dataset("synthetic")
+from helpers import needs_backend
 
 
 def _config(*, encoder="none", sampled=False, sparse=True, epochs=1, loss="kvsall",

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from gnn_inn.config import ConfigError
 from gnn_inn.data import load_ogb
 from gnn_inn.experiment import model_from_config, trainer_from_config
-from gnn_inn.training import sampling
 from gnn_inn.training.losses import (
     KvsAllLoss,
     NegativeSamplingLoss,
@@ -29,6 +28,7 @@ from gnn_inn.training.losses import (
     type_candidate_mask,
 )
 from gnn_inn.training.sampling import NeighborSampledObjective
+from helpers import needs_backend
 
 
 def _load_ogb_fixtures():
@@ -41,8 +41,6 @@ def _load_ogb_fixtures():
 
 
 fx = _load_ogb_fixtures()
-needs_backend = pytest.mark.skipif(sampling.sampling_backend() is None,
-                                   reason="no torch-sparse / pyg-lib")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +53,19 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def kg(data_dir):
+    """The typed ogbl-biokg fixture (in place of conftest's synthetic ``kg``)."""
     return load_ogb("ogbl-biokg", data_dir, allow_download=False)
+
+
+def _biokg_model(kg):
+    return model_from_config(fx._tiny_config(Path("."), "ogbl-biokg"), kg)
+
+
+def _all_scores(model, b, ent, rel) -> torch.Tensor:
+    """``[B, N]`` scores of batch ``b``'s queries against every entity."""
+    if b.kind == "tail":
+        return model.decoder.score_tails(ent, rel, b.anchor, b.relation)
+    return model.decoder.score_heads(ent, rel, b.relation, b.anchor)
 
 
 def _side_ranges(kg, r: torch.Tensor, side: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +152,7 @@ def test_nssa_negatives_lie_in_the_relation_type_range(kg):
 
 def test_nssa_with_all_negatives_filtered_has_no_negative_term(kg):
     """A one-entity range whose only entity is the answer: every negative is masked."""
-    model = model_from_config(fx._tiny_config(Path("."), "ogbl-biokg"), kg)
+    model = _biokg_model(kg)
     tr = kg_type_ranges(kg)
     train = kg.train[kg.train[:, 1] == 3][:1]  # one protein-protein triple
     one = tr.clone()
@@ -160,7 +170,7 @@ def test_nssa_with_all_negatives_filtered_has_no_negative_term(kg):
 # ------------------------------------------------------------------ 1vsall / kvsall masking
 @pytest.mark.parametrize("cls", [OneVsAllLoss, KvsAllLoss])
 def test_out_of_type_logits_are_minus_inf_exactly(kg, cls):
-    model = model_from_config(fx._tiny_config(Path("."), "ogbl-biokg"), kg)
+    model = _biokg_model(kg)
     loss = cls(kg.train, kg.num_entities, kg.num_relations, type_ranges=kg_type_ranges(kg))
     ent, rel = model.encode()
     cols = torch.arange(kg.num_entities)
@@ -183,13 +193,12 @@ def _row_blocks(kg, b):
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
 def test_masked_1vsall_is_cross_entropy_over_the_type(kg, eps):
-    model = model_from_config(fx._tiny_config(Path("."), "ogbl-biokg"), kg)
+    model = _biokg_model(kg)
     loss = OneVsAllLoss(kg.train, kg.num_entities, kg.num_relations, label_smoothing=eps,
                         type_ranges=kg_type_ranges(kg))
     ent, rel = model.encode()
     for b in next(loss.batches(9, torch.Generator().manual_seed(1))):
-        raw = (model.decoder.score_tails(ent, rel, b.anchor, b.relation) if b.kind == "tail"
-               else model.decoder.score_heads(ent, rel, b.relation, b.anchor))
+        raw = _all_scores(model, b, ent, rel)
         per_row = [F.cross_entropy(raw[i, lo:hi][None], (b.target[i] - lo)[None],
                                    label_smoothing=eps)
                    for i, (lo, hi) in enumerate(_row_blocks(kg, b))]
@@ -204,13 +213,12 @@ def test_masked_1vsall_is_cross_entropy_over_the_type(kg, eps):
 
 def test_masked_kvsall_is_bce_over_the_type(kg):
     eps = 0.2
-    model = model_from_config(fx._tiny_config(Path("."), "ogbl-biokg"), kg)
+    model = _biokg_model(kg)
     loss = KvsAllLoss(kg.train, kg.num_entities, kg.num_relations, label_smoothing=eps,
                       type_ranges=kg_type_ranges(kg))
     ent, rel = model.encode()
     for b in next(loss.batches(9, torch.Generator().manual_seed(1))):
-        raw = (model.decoder.score_tails(ent, rel, b.anchor, b.relation) if b.kind == "tail"
-               else model.decoder.score_heads(ent, rel, b.relation, b.anchor))
+        raw = _all_scores(model, b, ent, rel)
         y = torch.zeros_like(raw)
         y[b.rows, b.cols] = 1.0
         per_row = []

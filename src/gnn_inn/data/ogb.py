@@ -1,57 +1,29 @@
 r"""OGB knowledge-graph datasets (``ogbl-biokg``, ``ogbl-wikikg2``) as :class:`KnowledgeGraph`.
 
-Both load from a local copy in ogb's on-disk layout when one exists (the graph read from the raw
-files with ogb's own readers, the split files with ``weights_only``; see below), else they are
-downloaded into the cache by ``ogb.linkproppred.LinkPropPredDataset``. The result is an
-:class:`OGBKnowledgeGraph`: a :class:`KnowledgeGraph` whose valid / test rows carry OGB's
-candidate sets, so that evaluation follows the leaderboard protocol
-(:func:`gnn_inn.evaluation.ogb.evaluate_ogb`: the true entity against the 500 provided negatives
-per side), not full ranking.
+The result is an :class:`OGBKnowledgeGraph` whose valid / test rows carry OGB's candidate
+sets, so evaluation follows the leaderboard protocol (:func:`gnn_inn.evaluation.ogb.evaluate_ogb`:
+the true entity against 500 provided negatives per side), not full ranking.
 
-Where the data is looked for (the folder is ogb's name with ``-`` → ``_``, e.g. ``ogbl_biokg``):
+Where the data is looked for (folder = ogb's name with ``-`` → ``_``, e.g. ``ogbl_biokg``):
+``data_dir`` (``dataset.data_dir``), then env ``GNN_INN_DATA``, then the cache (env
+``GNN_INN_CACHE``, default ``~/.cache/gnn_inn``); otherwise ogb downloads the archive into the
+cache (``allow_download=False`` refuses).
 
-1. ``data_dir`` (the config's ``dataset.data_dir``), then env ``GNN_INN_DATA``, then the cache
-   (env ``GNN_INN_CACHE``, default ``~/.cache/gnn_inn``): the first ``<dir>/ogbl_biokg/`` that
-   exists is used as ogb's ``root``;
-2. otherwise ogb downloads the archive into the cache (``allow_download=False`` refuses).
+Entity ids: *wikikg2* uses OGB's node ids (``N = 2,500,604``, ``R = 535``). *biokg*'s ids are
+type-local; types are ordered by name and ``global id = local id + offset[type]``
+(``N = 93,773``, ``R = 51``); the graph keeps ``entity_type [N]``, ``entity_type_ranges``
+and ``relation_types [R, 2]``, and the provided ``head_neg`` / ``tail_neg`` are mapped with
+the same offsets.
 
-Entity ids
+Pickles: ogb's processed cache is never read (the graph is rebuilt from the raw files); the
+split files are read with ``weights_only=True`` and only the numpy types needed allow-listed;
+``dataset.options: {trust_pickle: true}`` lifts that for files the user trusts.
+
+Measurements and design notes: docs/design-notes.md#data-ogb
+
+References
 ----------
-*wikikg2* is homogeneous: OGB's node ids are the entity ids (``N = 2,500,604``, ``R = 535``).
-
-*biokg* is heterogeneous: heads, tails and negatives are **type-local** ids. Entity types are
-ordered by name (``sorted(num_nodes_dict)``: disease, drug, function, protein, sideeffect) and
-``global id = local id + offset[type]`` with ``offset`` the running sum of the type counts in
-that order; ``N = 93,773``, ``R = 51``. The ranges stay on the graph
-(``entity_type [N]``, ``entity_type_ranges``, ``relation_types [R, 2]``) for type-constrained
-negative sampling, and the provided ``head_neg`` / ``tail_neg`` (local ids of the head / tail
-type) are mapped to global ids with the same offsets.
-
-Relation ids are OGB's (``relation`` in the split files, ``edge_reltype`` in the graph).
-Entity names are ``"<type>:<local id>"`` (biokg) and ``"<id>"`` (wikikg2), relation names the
-relation part of biokg's ``(head type, relation, tail type)`` keys (made unique with the types
-when needed) and ``"<id>"`` for wikikg2: ids mean the same thing however the data arrived.
-
-``torch.load`` and ``weights_only``
-------------------------------------
-ogb 1.3.6 reads its files with ``torch.load(path)`` and no ``weights_only``; a pickle can run
-code, so a crafted file in a data folder must not reach an unrestricted unpickler. Nothing here
-flips torch's process-wide switch (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``):
-
-* ogb's **processed cache** (``processed/data_processed``, a pickle-protocol-4 file that the
-  ``weights_only`` unpickler cannot read at all) is **never read**. For a local copy the graph
-  is rebuilt from the raw files on every load, with ogb's own CSV / npz readers
-  (``ogb.io.read_graph_raw``: pandas and ``numpy.load`` without pickles), exactly as ogb builds
-  that cache. A download still goes through ``LinkPropPredDataset``, which builds the graph
-  from the files it just fetched.
-* the **split files** (``split/<type>/{train,valid,test}.pt``) are read here with
-  ``weights_only=True`` and exactly the numpy types needed to rebuild arrays allow-listed
-  (``_reconstruct``, ``ndarray``, ``dtype`` and the dtype classes, scalars) by
-  ``torch.serialization.safe_globals``, scoped to the call. A file that needs anything else is
-  refused with its path and the refused global named.
-
-``trust_pickle=True`` (config: ``dataset.options: {trust_pickle: true}``) reads the split files
-with ``weights_only=False``, for files the user trusts; it never applies to anything else.
+Hu et al., "Open Graph Benchmark: datasets for machine learning on graphs", NeurIPS 2020.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 r"""``StochasticFlowDecoder``: a relation is a *conditional distribution* over tails.
 
 A deterministic invertible ``f_r`` sends one head to one point, so a relation with several
-valid answers (``has_member``: a leader and its four members) can only be fitted by pulling all
-answers onto that point. Here the tail embedding is a random variable
+valid answers (``has_member``) can only be fitted by pulling all answers onto that point.
+Here the tail embedding is a random variable
 
 .. math::
     e_t = F_{r, e_h}(z) = \mu + \sigma \odot C(z;\, c), \qquad z \sim \mathcal N(0, I_d),
@@ -10,83 +10,42 @@ answers onto that point. Here the tail embedding is a random variable
     \mu = f_r(e_h), \qquad \log\sigma = \kappa \tanh\!\big(\mathrm{MLP}(c) / \kappa\big),
     \qquad c = [\rho_r,\ e_h],
 
-with ``f_r`` a deterministic invertible flow of the project (any family of
-:data:`gnn_inn.flows.FLOWS`, with the :class:`~gnn_inn.decoders.flow.FlowDecoder`'s patterns),
-``ρ_r`` a relation context vector, and ``C`` a stack of conditional coupling layers (affine or
-spline; :func:`gnn_inn.flows.build_flow` with ``context_dim = |ρ| + d``). A candidate is scored
-by its log-density
+with ``f_r`` a deterministic flow of :data:`gnn_inn.flows.FLOWS` (with the
+:class:`~gnn_inn.decoders.flow.FlowDecoder`'s patterns), ``ρ_r`` a relation context vector and
+``C`` a stack of conditional coupling layers (``context_dim = |ρ| + d``) that starts as a
+fixed permutation, so the model starts as the Gaussian ``N(μ, diag σ²)`` exactly. A candidate
+``e [d]`` is scored by its log-density
 
 .. math::
     \log p(e \mid e_h, r) = \log\mathcal N\big(C^{-1}(u; c);\, 0, I\big)
         + \log\big|\det \partial C^{-1}/\partial u\big| - \textstyle\sum_k \log\sigma_k,
     \qquad u = (e - \mu) / \sigma,
 
-and sampling ``z`` gives several answers (:meth:`StochasticFlowDecoder.sample`, then
-:func:`nearest_entities`). The couplings' last layers start at zero, so ``C`` starts as the
-fixed permutation between its blocks, which leaves ``N(0, I)`` invariant: at initialisation the
-model *is* the Gaussian ``N(μ, diag σ²)`` exactly.
+and sampling ``z`` gives several answers (:meth:`StochasticFlowDecoder.sample`,
+:func:`nearest_entities`).
 
-**Two-stage ranking.** Scoring all ``N`` entities with ``C⁻¹`` costs ``B·N`` coupling passes.
-Stage 1 ranks every entity by the Gaussian special case with one weighted matrix product:
+**Two-stage ranking** (``[B, N]`` scores). Stage 1 scores every entity by the Gaussian
+special case, ``s₁ = −½·([w, −2wμ] @ [e², e]ᵀ + Σ wμ²) − Σ log σ − (d/2)·log 2π`` with
+``w = σ⁻²`` (one ``[B, 2d] × [2d, N]`` product); stage 2 evaluates the full density ``s₂`` on
+the top ``K = rerank_k`` entities of stage 1 (``'all'``: on every entity). Out of the
+re-ranked set ``I_b`` a query's scores are ``s₁ + δ_b`` with the per-query shift
+``δ_b = min(0, min_{k∈I_b} s₂ − γ − max_{j∉I_b} s₁) ≤ 0`` (gap ``γ``), so ranks are the
+full-density ranks inside ``I_b`` and ``K +`` the stage-1 ranks outside.
+:meth:`score_candidates` always returns ``s₂``.
 
-.. math::
-    \sum_k \frac{(e_k-\mu_k)^2}{\sigma_k^2}
-      = \underbrace{\textstyle\sum_k w_k e_k^2 - 2\sum_k w_k\mu_k e_k}_{
-        [w,\ -2w\odot\mu]\ \cdot\ [e\odot e,\ e]}
-      + \textstyle\sum_k w_k \mu_k^2, \qquad w = \sigma^{-2},
+**Head queries** use the mirror model: ``μ = f_r⁻¹(e_t)`` (the exact inverse) and context
+``c = [ρ_{r+R}, e_t]``; the scale network and coupling stack are shared by both directions.
 
-so ``s₁ = −½·([w, −2wμ] @ [e², e]ᵀ + Σ wμ²) − Σ log σ − (d/2)·log 2π`` is ``[B, 2d] × [2d, N]``
-(the expansion cancels digits when ``‖e‖²w`` is large; it only decides which entities are
-re-ranked, never the score of a re-ranked one). Stage 2 evaluates the full density ``s₂`` for
-the top ``K = rerank_k`` entities of stage 1 (``'all'``: every entity; then the output *is*
-the exact density ranking, stage 1 is not used).
+**Training**: the ``1vsall`` loss runs on the log-densities as is; the ``flow_nll`` loss
+(:meth:`density_terms`) adds the continuous NLL ``−log p(e_t | e_h, r) / d``, bounded below by
+the soft-clamped ``log σ ∈ (−κ, κ)`` and the couplings' bounded log-dets.
 
-**Merging.** For query ``b`` with re-ranked set ``I_b`` the output is
+Measurements and design notes: docs/design-notes.md#decoders-stochastic
 
-.. math::
-    \text{out}_{bj} = s_{2,bj}\ (j \in I_b), \qquad
-    \text{out}_{bj} = s_{1,bj} + \delta_b\ (j \notin I_b),\qquad
-    \delta_b = \min\!\big(0,\ \min_{k\in I_b} s_{2,bk} - \gamma - \max_{j\notin I_b} s_{1,bj}\big),
-
-a per-query constant shift ``δ_b ≤ 0`` with gap ``γ`` (``gap``, default 1 nat):
-every re-ranked entity scores at least ``γ`` above every other one, the re-ranked entities
-are ordered by the full density, the others keep stage 1's order, and scores are unchanged
-when stage 1 already put them below. Ranks are therefore consistent: an entity's rank is its
-full-density rank inside ``I_b`` (``1..K``) or ``K +`` its stage-1 rank among the rest.
-:meth:`score_candidates` always returns the full density ``s₂`` (the model's score), so it
-equals :meth:`score_tails` on re-ranked entities and everywhere with ``rerank_k='all'``.
-The shift is an evaluation device: in training mode (``train_rerank_k``) the re-ranked entries
-get ``s₂`` and the others keep ``s₁`` unshifted — with a shift the loss could push the rest
-down for free by lowering the worst re-ranked score.
-
-**Head queries — the mirror model.** ``p(e_h | e_t, r)`` has the same form with
-``μ = f_r⁻¹(e_t)`` (the *exact* inverse of the same map: no reciprocal mean parameters, the
-relation patterns of ``f_r`` — involutions, tied inverses — hold for both directions) and
-context ``c = [ρ_{r+R}, e_t]``. The scale network and the coupling stack are *shared* by both
-directions; only the relation context has a row per direction (``2R`` rows, ``ρ_{r+R}`` for
-head queries, like CompGCN's inverse-relation rows, which are used when
-``relation_source='encoder'``). Why: the means must be mutual inverses so a 1-1 relation stays
-consistent in both directions, but the spread is genuinely asymmetric — a 1-N relation has a
-wide, multi-modal tail distribution and a near-point head distribution — so each direction
-needs its own context; sharing the networks costs ``R·|ρ|`` extra parameters instead of a
-second stack, and what the networks learn about spread carries over between directions.
-
-**Statistics.** In eval mode every ``score_tails`` / ``score_heads`` call adds to
-:meth:`StochasticFlowDecoder.rerank_statistics`: queries, how often the two-stage top-1
-(unfiltered) differs from stage 1's top-1, entities re-ranked, and seconds spent per stage.
-
-**Training.** The scores are log-densities; a cross-entropy over entities turns them into
-``p(t | h, r) = p(e_t) / Σ_j p(e_j)`` (a contrastive objective: the normaliser keeps the
-entities apart), so the plain ``1vsall`` loss runs as is. The ``flow_nll`` loss
-(:mod:`gnn_inn.training.losses`, via :meth:`density_terms`) is the recommended one: that
-cross-entropy over exactly the set stage 2 re-ranks (the target and stage 1's top ``K``), a
-cross-entropy on stage 1 over all entities (which keeps the Gaussian a good retriever), and the
-continuous NLL ``−log p(e_t | e_h, r) / d`` — which the softmax is blind to (``Σ log σ``
-cancels in it) and which calibrates the density so that samples land on true answers (on the
-synthetic suite, single seed: weight 1 instead of 0.1 gave test MRR 0.62–0.67 instead of 0.60
-and about twice the sample precision on ``has_member`` / ``member_of``). The
-soft-clamped ``log σ ∈ (−κ, κ)`` and the couplings' bounded log-dets bound the density, so the
-NLL cannot run to ``−∞`` by collapsing all embeddings onto one point.
+References
+----------
+Dinh et al., "Density estimation using Real NVP", ICLR 2017. Durkan et al., "Neural spline
+flows", NeurIPS 2019.
 """
 
 from __future__ import annotations

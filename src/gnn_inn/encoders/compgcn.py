@@ -1,33 +1,27 @@
 r"""``CompGCNConv`` and ``CompGCNEncoder`` (registry name ``compgcn``).
 
-CompGCN (Vashishth et al., ICLR 2020) jointly embeds entities and relations: a message is a
-*composition* :math:`\phi(\mathbf{x}_u, \mathbf{z}_r)` of the neighbour's embedding and the
-edge's relation embedding, transformed by a direction-specific weight.
-
-Memory layout (why this file does not follow the reference code literally): the direction
-weight :math:`\mathbf{W}_{\lambda(r)}` and the per-edge normalisation are linear, so
+CompGCN jointly embeds entities and relations: a message is a *composition*
+:math:`\phi(\mathbf{x}_u, \mathbf{z}_r)` of the neighbour's embedding and the edge's relation
+embedding, transformed by a direction-specific weight. The direction weight and the per-edge
+normalisation are linear, so
 
 .. math::
     \sum_{(u, r) \in \mathcal{N}_\lambda(v)} \alpha_{uv} \mathbf{W}_\lambda \phi(\mathbf{x}_u,
     \mathbf{z}_r) = \mathbf{W}_\lambda \sum_{(u, r) \in \mathcal{N}_\lambda(v)} \alpha_{uv}
     \phi(\mathbf{x}_u, \mathbf{z}_r).
 
-Each layer therefore builds **one** ``[E, d_in]`` message tensor for both directions,
-scatters it into a ``[2N, d_in]`` buffer (row ``v`` for original edges, row ``N + v`` for
-inverse edges) and applies :math:`\mathbf{W}_O` / :math:`\mathbf{W}_I` to the two ``[N, d_in]``
-halves — no per-direction ``E × d`` copies and no ``E × d_out`` tensor. Circular correlation is
-linear in each argument too, so ``corr`` composes in the Fourier domain: ``rfft`` of the
-``[N, d]`` entity and ``[2R, d]`` relation tables, an ``[E, d/2 + 1]`` complex product, a
-scatter, and one ``irfft`` of the ``[2N, d/2 + 1]`` aggregate.
+Each layer builds **one** ``[E, d_in]`` message tensor for both directions, scatters it into
+a ``[2N, d_in]`` buffer (row ``v`` for original edges, ``N + v`` for inverse edges) and
+applies :math:`\mathbf{W}_O` / :math:`\mathbf{W}_I` to the two ``[N, d_in]`` halves. ``corr``
+composes in the Fourier domain: ``rfft`` of the ``[N, d]`` entity and ``[2R, d]`` relation
+tables, an ``[E, d/2 + 1]`` complex product, a scatter, one ``irfft``.
 
-Rough peak memory of one layer's forward + backward (float32, ``E`` edges, ``d = d_in``):
-``sub`` keeps no ``E × d`` tensor for backward (the gathered neighbour rows are updated in
-place; two transient ``E × d``); ``mult`` keeps the two gathered ``E × d`` operands; ``corr``
-keeps the two gathered ``E × (d/2 + 1)`` complex operands (≈ ``2 E d`` floats). Measured
-(peak RSS growth of one forward + backward, 2 layers, ``d = 200``, random graph with
-FB15k-237's sizes, ``E = 544k``, one ``E × d`` float tensor = 435 MB): ``sub`` 1.3 GB,
-``mult`` 3.3 GB, ``corr`` 3.8 GB. A custom autograd function re-gathering in backward
-would bring ``mult`` / ``corr`` down to the ``sub`` figure if that ever matters.
+Measurements and design notes: docs/design-notes.md#encoders-compgcn
+
+References
+----------
+Vashishth et al., "Composition-based multi-relational graph convolutional networks",
+ICLR 2020.
 """
 
 from __future__ import annotations

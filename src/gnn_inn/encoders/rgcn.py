@@ -28,7 +28,7 @@ class TypedRGCNConv(RGCNConv):
 
     Memory: one transient ``[E, d_in]`` gather plus ``[P, d_in]`` and ``[P, d_out]`` kept for
     backward, against :class:`RGCNConv`'s ``[N, d]`` aggregate kept per type (``2R · N · d``
-    floats per layer; measured > 12 GB at ``d = 64`` on FB15k-237) and
+    floats per layer; see docs/design-notes.md#encoders-rgcn) and
     :class:`FastRGCNConv`'s ``E · d_in · d_out``. Inputs must be float features.
     """
 

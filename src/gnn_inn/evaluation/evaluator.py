@@ -237,8 +237,8 @@ def evaluate(
         triples: ``LongTensor[M, 3]`` of ``(h, r, t)`` to rank.
         filter_index: :class:`gnn_inn.data.filters.FilterIndex` (``tails(h, r)``,
             ``heads(r, t)``), usually built from train ∪ valid ∪ test; ``None`` for raw ranks.
-        batch_size: queries per scorer call. 256 measured fastest for ``N ≈ 15k`` on a 2-core
-            CPU (the ``[B, N]`` blocks stay cache-friendly); memory is ``≈ 8 · B · N`` bytes.
+        batch_size: queries per scorer call (``[B, N]`` score blocks, ``≈ 8 · B · N`` bytes;
+            see docs/design-notes.md#evaluation-evaluator).
         policy: tie policy, see :mod:`gnn_inn.evaluation.ranking`.
         directions: subset of ``("head", "tail")``.
         num_relations: ``R`` for per-relation views (default: from the filter index or the

@@ -18,7 +18,7 @@ entities:
   point ``n`` times, so it can hit at most one answer; also the share of samples landing on a
   true answer (``sample_precision``) and the number of distinct entities hit.
 
-Head queries ``(?, r, t)`` with several true heads (N-1 and N-N relations) are measured the
+Head queries ``(?, r, t)`` with several true heads (N-1 and N-N relations) are scored the
 same way (``direction='head'``). :func:`category_mrr` adds the evaluator's filtered MRR per
 relation category (1-1, 1-N, N-1, N-N; Bordes et al., 2013), per direction.
 """

@@ -1,7 +1,7 @@
 r"""Filtered ranks of target entities among all candidates, with explicit tie policies.
 
 For one query with candidate scores :math:`s \in \mathbb{R}^N`, target :math:`t` and the set
-:math:`F` of *other* known true answers (filtered setting, Bordes et al., 2013), let
+:math:`F` of *other* known true answers (filtered setting), let
 
 .. math::
     g = |\{j \notin F : s_j > s_t\}|, \qquad
@@ -11,35 +11,20 @@ The three tie policies (as in PyKEEN's ``RankBasedEvaluator``) are
 
 * ``optimistic``  :math:`= 1 + g` (ties placed behind the target),
 * ``pessimistic`` :math:`= 1 + g + e` (ties placed before the target),
-* ``realistic``   :math:`= 1 + g + e / 2 = (\text{optimistic} + \text{pessimistic}) / 2`.
+* ``realistic``   :math:`= 1 + g + e / 2`, the expected rank under a uniformly random order
+  of the ``e + 1`` tied candidates; constant scores give chance-level MRR.
 
-The realistic rank is the *expected* rank when the ``e + 1`` tied candidates (target included)
-are put in a uniformly random order: the target lands on each of the positions
-``1 + g, …, 1 + g + e`` with equal probability, whose mean is ``1 + g + e/2``. This is exactly
-PyKEEN's definition. With constant scores it gives ``(N' + 1) / 2`` where ``N'`` is the number
-of unfiltered candidates, i.e. chance-level MRR — never the MRR of 1 that "true first, then
-argsort" ranking would report.
+Scores are ``[B, N]``; the realistic rank is computed in one pass as ``(1 + N + σ) / 2`` with
+``σ = Σ_j sign(s_j − s_t)`` (filtered entries counted as worse). NaN scores raise
+:class:`ValueError`; ``±inf`` scores are handled.
 
-Implementation (one pass over ``[B, N]`` for the realistic policy)
-------------------------------------------------------------------
-Work on a float scratch copy ``D = s - s_t`` (float32, or float64 when the scorer returns
-float64; half / bfloat16 scores are upcast, never compared in reduced precision), set filtered
-entries to ``-inf`` (index_put), restore ``D_t = 0`` (the target keeps its score even when it is
-listed in its own filter), then take ``σ = Σ_j sign(D_j)``. Filtered entries count as "worse"
-(``-1``); with ``l`` the number of worse candidates (filtered ones included) we have
-``σ = g - l`` and ``g + e + 1 + l = N``, hence
+Measurements and design notes: docs/design-notes.md#evaluation-ranking
 
-.. math::
-    \text{realistic} = \frac{1 + N + σ}{2}.
-
-``s_j - s_t`` is zero exactly when ``s_j = s_t`` and has the sign of the comparison (IEEE
-arithmetic with gradual underflow), so this is exact; the row sums of ``±1`` are exact in float32
-for ``N < 2^{24}`` (float64 accumulation is used beyond). The optimistic and pessimistic ranks
-additionally use ``Σ_j |sign(D_j)| = g + l``. Comparisons with ``>`` followed by a boolean sum are
-avoided on purpose: on CPU they are ~30× slower than the float reductions used here.
-
-NaN scores (anywhere outside the filtered entries) raise :class:`ValueError`; ``±inf`` scores are
-handled (rows whose target score is infinite are compared directly).
+References
+----------
+Bordes et al., "Translating embeddings for modeling multi-relational data", NeurIPS 2013.
+Berrendorf et al., "On the ambiguity of rank-based evaluation of entity alignment or link
+prediction methods", 2020.
 """
 
 from __future__ import annotations

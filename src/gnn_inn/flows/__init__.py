@@ -18,29 +18,24 @@ Families (:data:`FLOWS`, built by :func:`build_flow` from a name or ``{"name": .
 =====================  ===================================================================
 
 Coupling families take ``num_blocks`` (2), ``hidden`` (64), ``num_layers`` (2),
-``context_embed_dim`` (16: size of the learned per-id embedding the conditioner reads in table
-mode), ``input_bound`` (5: the conditioner reads the squashed ``x_a / sqrt(1 + (x_a/κ)²)``),
-``learned_permutation`` (False: fixed seeded permutations between blocks, stored as buffers;
-True: :class:`LULinear` layers — the "learned permutation" of Glow — that start as those
-permutations), ``final_affine`` (True: an elementwise affine after the blocks) and their layer's
-own options (``affine_coupling``: ``scale_clamp`` 2; ``spline_coupling``: ``num_bins`` 8,
-``bound`` 5, ``min_slope`` 0.2). Other families: ``affine`` / ``lu``: ``scale_clamp`` (3);
-``rotation``: ``translate`` (False); ``orthogonal``: ``num_reflections`` (4), ``translate``
-(True); ``lu``: ``bias`` (True).
+``context_embed_dim`` (16), ``input_bound`` (5), ``learned_permutation`` (False),
+``final_affine`` (True) and their layer's options (``affine_coupling``: ``scale_clamp`` 2;
+``spline_coupling``: ``num_bins`` 8, ``bound`` 5, ``min_slope`` 0.2). Others: ``affine`` /
+``lu``: ``scale_clamp`` (3); ``rotation``: ``translate`` (False); ``orthogonal``:
+``num_reflections`` (4), ``translate`` (True); ``lu``: ``bias`` (True). Any spec may add
+``"involution": "sign" | "swap"`` (``g⁻¹ ∘ σ ∘ g``, :class:`Involution`, ``f ∘ f = id``).
 
-Any spec may add ``"involution": "sign" | "swap"``: the family's flow ``g`` is wrapped as
-``g⁻¹ ∘ σ ∘ g`` (:class:`Involution`), which satisfies ``f ∘ f = id`` exactly.
+Conditioning (every family): ``num_contexts=R`` — ``context`` is ``LongTensor[B]`` of ids;
+``context_dim=c`` — ``context`` is ``Tensor[B, c]``. Every family starts at the identity
+(couplings: up to the fixed permutations between blocks).
 
-Conditioning (every family): ``num_contexts=R`` — ``context`` is ``LongTensor[B]`` of ids
-(per-id parameter tables; couplings read a learned id embedding); ``context_dim=c`` —
-``context`` is ``Tensor[B, c]`` (linear hypernetworks; couplings read it). Every family starts
-at the identity (couplings: up to the fixed permutations between blocks).
+Measurements and design notes: docs/design-notes.md#flows
 
-Numerics (tested in ``tests/flows`` for every family and mode, parameters randomised away from
-the identity): round trips within 1e-6 in float64 at ``|x| ≤ 10³`` and within
-``1e-4 · max(1, |x|)`` in float32 (absolute to ``|x| = 1``, relative beyond: one float32 ulp at
-``10³`` is 6e-5, so no non-trivial map can promise 1e-4 absolute there); log-dets equal
-autograd's ``slogdet`` in both directions; gradients finite at ``|x| = 10⁶``.
+References
+----------
+Dinh et al., "NICE", ICLR 2015 workshop; "Real NVP", ICLR 2017. Kingma & Dhariwal, "Glow",
+NeurIPS 2018. Durkan et al., "Neural spline flows", NeurIPS 2019. Sun et al., "RotatE",
+ICLR 2019.
 """
 
 from __future__ import annotations

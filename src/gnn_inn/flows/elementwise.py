@@ -75,9 +75,8 @@ class PlaneRotation(_Parametrised):
     Orthogonal, so ``log|det| = 0``. An odd last coordinate is left unchanged.
 
     ``init_angles="uniform"`` (default) starts from seeded angles uniform in ``[−π, π]`` as
-    RotatE does — measured better than the identity start on UMLS (test MRR 0.94 vs 0.82 with
-    ``scripts/flow_table.py``), because identical identity maps make every relation start
-    symmetric; ``"zero"`` starts at the identity.
+    RotatE does, because identical identity maps make every relation start symmetric
+    (docs/design-notes.md#flows-elementwise); ``"zero"`` starts at the identity.
     """
 
     def __init__(self, *, dim: int, num_contexts=None, context_dim=None,

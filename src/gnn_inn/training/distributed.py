@@ -4,48 +4,22 @@ Launch::
 
     torchrun --standalone --nproc_per_node 2 -m gnn_inn.cli train --config FILE --out DIR
 
-:meth:`DistContext.from_env` reads ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` (set by
-``torchrun``) and joins the process group; without them it returns a one-process context and
-every helper below is a no-op, so the trainer runs the same code either way.
+:meth:`DistContext.from_env` reads ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` and joins the
+process group; without them it returns a one-process context whose helpers are no-ops.
 
-Scheme (what the :class:`~gnn_inn.training.Trainer` does with a context of ``W`` ranks):
+With ``W`` ranks the trainer runs the one-process step exactly: every rank draws the same
+queries and negatives; rank ``k`` scores the ``k``-th contiguous slice of the ``B`` queries
+(:func:`shard_range`) and weighs its mean loss by ``B_k / B``; gradients are summed
+(:meth:`DistContext.all_reduce_gradients`), the entity tables (``[N, d]``) as the rows the
+step touched (``row_params``) unless that costs more than half a dense all-reduce; rank 0
+evaluates, logs and checkpoints and broadcasts its validation metrics.
 
-* **Same step everywhere.** Every rank seeds the same generator, so every rank draws the
-  same permutation of the training queries and the same negatives; rank 0's parameters are
-  broadcast once at start.
-* **Split of each step's query batch** (a ``DistributedSampler`` per step, without padding):
-  each part of the global batch of ``B`` queries is cut into ``W`` contiguous slices of
-  ``⌊B/W⌋`` or ``⌈B/W⌉`` queries (:func:`shard_range`); rank ``k`` scores slice ``k``. The
-  global batch stays exactly the one-process batch.
-* **Loss scaling.** Rank ``k`` weighs its slice's mean loss by ``B_k / B`` (``B`` the global
-  number of queries), so the *sum* over ranks is the one-process loss and the summed
-  gradient its gradient.
-* **Gradient all-reduce** (:meth:`DistContext.all_reduce_gradients`): dense gradients are
-  flattened into buckets and summed with ``all_reduce(SUM)`` — no averaging, see the previous
-  point. A parameter that got no gradient on some rank (its slice was empty) contributes
-  zeros; one that got none on every rank keeps ``grad = None`` so the optimiser skips it as
-  in a one-process run. Gradient clipping and the optimiser step follow the all-reduce and
-  see identical gradients on every rank, so the parameters stay identical without further
-  communication. ``DistributedDataParallel`` is not used: the trainer never calls the
-  model's ``forward`` (it calls ``encode`` and the decoder), which is where DDP hooks in.
-* **Entity tables by touched rows.** The encoders' entity tables (``sparse_tables``, e.g.
-  R-GCN's / CompGCN's ``[N, d]`` input table) are not all-reduced densely — at ogbl-wikikg2
-  size that is ``2.5M × 64`` floats, 640 MB, per step — but exchanged as the rows the step
-  touched (:meth:`DistContext.all_reduce_gradients` with ``row_params``): every rank
-  ``all_gather``\ s the ids and values of its nonzero rows (a sparse gradient's coalesced
-  rows with ``train.sparse_embeddings``, else the nonzero rows of the dense gradient), and
-  every rank sums all ranks' rows in rank order, so the result is identical everywhere and
-  equals the dense sum. When the touched rows would cost more than half the dense all-reduce
-  (a full-batch encoder touches every row) that table is all-reduced densely instead.
-  :attr:`DistContext.last_exchange` reports the step's bytes (per rank, payload of the
-  collectives) beside the dense all-reduce's.
-* **Rank 0 writes.** Only rank 0 evaluates, logs, writes ``metrics.jsonl`` and checkpoints;
-  its validation metrics are broadcast so every rank takes the same early-stopping and
-  best-weights decisions. Other ranks log warnings only.
+Measurements and design notes: docs/design-notes.md#training-distributed
 
-With a full-batch encoder every rank still encodes the whole graph (only the decoder and the
-loss are split); with neighbour sampling (``train.sampler``) each rank samples and encodes
-the subgraph of its own slice, which is where the work divides.
+References
+----------
+Li et al., "PyTorch Distributed: experiences on accelerating data parallel training",
+VLDB 2020.
 """
 
 from __future__ import annotations

@@ -1,61 +1,42 @@
 r"""Neighbour-sampled training: encode only the k-hop neighbourhood of each step's entities.
 
-A full-batch step runs the encoder over the whole train graph, ``O(E · d)`` activations; on
-an ogbl-wikikg2-sized graph (2.5M entities, 32M message edges) that does not fit. Here each
-step (config ``train.sampler``) does:
+A full-batch step runs the encoder over the whole train graph (``O(E · d)`` activations).
+Here each step (config ``train.sampler``):
 
-1. **Queries.** ``batch_size`` training triples ``(h, r, t)``; each gives a tail query
-   ``(h, r, ?)`` and a head query ``(?, r, t)``. ``K`` negative entities are drawn uniformly
-   for the step and *shared* by all its queries (drawn from the trainer's generator, so every
-   rank of a distributed job draws the same ones).
+1. **Queries.** ``batch_size`` training triples ``(h, r, t)``, each a tail query
+   ``(h, r, ?)`` and a head query ``(?, r, t)``; ``K`` negative entities drawn uniformly and
+   *shared* by all queries of the step (same generator on every rank).
 2. **Subgraph.** The seeds ``h ∪ t ∪ negatives`` are expanded ``k`` hops (``k`` = encoder
-   layers) over the typed train graph with PyG's :class:`~torch_geometric.sampler.
-   NeighborSampler` (fan-out ``num_neighbors[i]`` in-edges per node at hop ``i + 1``, ``-1``
-   = all), i.e. ``NeighborLoader`` seeded by the step's entities. Edge types ride along
-   through the sampled edge ids (``e_id``).
+   layers) with PyG's :class:`~torch_geometric.sampler.NeighborSampler` (fan-out
+   ``num_neighbors[i]`` in-edges per node at hop ``i + 1``, ``-1`` = all); edge types ride
+   along through the sampled edge ids.
 3. **Leak-freedom.** With ``exclude_targets`` (default) the step's supervision triples and
-   their inverse edges (type ``r + R``) are removed from the sampled subgraph
-   (:func:`~gnn_inn.data.triples.edges_outside` on its edges), so no query
-   sees its own answer through a message. Valid / test edges are never present: the
-   message graph holds train edges only.
-4. **Encode** the subgraph: ``Data(edge_index [2, E_s] (local ids), edge_type [E_s],
-   n_id [n_s], e_id [E_s], num_nodes=n_s)``; encoders read their input rows by ``n_id`` and
-   return ``[n_s, d]``. For CompGCN the subgraph also carries full-graph degrees
-   (``node_degree [n_s, 4]``) so its edge norms estimate the full-graph ones.
-5. **Score** each query against the step's shared candidates — the subgraph's seeds: the
-   ``K`` negatives and the slice's heads and tails, so every query's own answer is a column —
-   through the decoder's one shared-candidate method
-   :meth:`~gnn_inn.decoders.Decoder.score_shared` (``[2B, C]`` scores; every registered
-   decoder has it, see :mod:`gnn_inn.training.capabilities`). The configured ``train.loss``
-   picks the objective — the same functions of scores as full-batch training
-   (:func:`~gnn_inn.training.losses.softmax_loss`, :func:`~gnn_inn.training.losses.binary_loss`,
-   :func:`~gnn_inn.training.losses.self_adversarial_loss`) — over the columns that count for
-   the query (drawn negatives and its own answer), with the full-batch losses' treatment of
-   other known *training* answers: ``1vsall`` — sampled softmax cross-entropy (known answers
-   stay negatives, as in 1vsAll); ``kvsall`` — binary cross-entropy with known answers
-   labelled 1 and label smoothing over the candidates; ``nssa`` — self-adversarial negative
-   sampling with known answers filtered out. Loss = mean over queries. (Masking known answers
-   out of the softmax instead was measured worse: UMLS, R-GCN + DistMult, fan-out [10, 10],
-   30 epochs: test MRR 0.54 against 0.70.)
+   their inverse edges are removed from the subgraph
+   (:func:`~gnn_inn.data.triples.edges_outside`).
+4. **Encode** the subgraph ``Data(edge_index [2, E_s], edge_type [E_s], n_id [n_s],
+   e_id [E_s], num_nodes=n_s)`` to ``[n_s, d]`` (CompGCN also gets full-graph degrees,
+   ``node_degree [n_s, 4]``).
+5. **Score** each query against the step's shared candidates with
+   :meth:`~gnn_inn.decoders.Decoder.score_shared` (``[2B, C]``) and apply the configured
+   ``train.loss`` over the columns that count for the query: ``1vsall`` (sampled softmax),
+   ``kvsall`` (binary cross-entropy, known answers labelled 1), ``nssa`` (self-adversarial,
+   known answers filtered out). Loss = mean over queries.
 
-**Type constraints** (typed graphs, ogbl-biokg; ``train.loss.type_constrained``, auto = on
-when the graph is typed, see :mod:`gnn_inn.training.trainer`): the step's shared candidates
-are drawn as without types (``K`` uniform over all entities, plus the batch's entities with
-``batch_negatives``: one set per step, so the subgraph stays one neighbourhood), and each
-query drops the candidates outside its relation's tail range (tail queries) or head range
-(head queries), for every objective. Conditioned on being kept, a uniform draw is uniform over
-the query's type, i.e. this *is* type-constrained sampling, by rejection: a query keeps on
-average ``K · |type| / N`` of the ``K`` uniform draws (ogbl-biokg, ``K = 256``: about 27-29
-for a disease, drug or side-effect answer, 48 for a protein, 123 for a function), so raise
-``train.sampler.num_negatives`` accordingly. A query left with no in-type negative gets no
-negative term (``nssa``) or a zero softmax loss (``1vsall``).
+**Type constraints** (typed graphs; ``train.loss.type_constrained``): each query drops the
+shared candidates outside its relation's tail (head) range — type-constrained sampling by
+rejection, keeping ``K · |type| / N`` of the ``K`` uniform draws on average.
 
-Evaluation still ranks every entity: the trainer sets the encoder's
-``inference_batch_size`` so that eval-mode encoding runs the encoder's layer-wise
-``inference`` (all nodes, one layer at a time, in node batches) instead of one full pass.
+Evaluation ranks every entity with the encoder's layer-wise ``inference`` in node batches.
+Needs ``torch-sparse`` (``pip install 'gnn-inn[sampling]'``) or ``pyg-lib``
+(:func:`require_sampling_backend`).
 
-Needs a sampling backend, ``torch-sparse`` (``pip install 'gnn-inn[sampling]'``) or
-``pyg-lib``; :func:`require_sampling_backend` says so when neither is installed.
+Measurements and design notes: docs/design-notes.md#training-sampling
+
+References
+----------
+Hamilton et al., "Inductive representation learning on large graphs" (GraphSAGE),
+NeurIPS 2017. Jean et al., "On using very large target vocabulary for neural machine
+translation" (sampled softmax), ACL 2015.
 """
 
 from __future__ import annotations

@@ -89,8 +89,7 @@ def resolve_device(name: str) -> torch.device:
 def _fused(params: list, wanted: bool) -> dict:
     """``{"fused": True}`` when asked (``train.fused_optimizer``) and torch has a fused Adam
     kernel for these parameters (float tensors on one CPU or CUDA device): one kernel per
-    tensor instead of ~10 elementwise ops, measured 60 → 11 ms per step for the
-    7.6 M-parameter R-GCN of the encoder benchmark."""
+    tensor instead of ~10 elementwise ops (docs/design-notes.md#training-trainer)."""
     if not wanted:
         return {}
     devices = {p.device.type for p in params}
