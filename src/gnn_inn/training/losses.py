@@ -541,5 +541,5 @@ class FlowNLLLoss(OneVsAllLoss):
 LOSSES["flow_nll"] = FlowNLLLoss
 
 
-# variational embeddings (LIM / LFM): estimator in gnn_inn.variational, loss in .elbo
+# variational embeddings (LIM / LFM): estimator and loss in .elbo
 LOSSES["elbo"] = ELBOLoss
