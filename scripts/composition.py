@@ -41,7 +41,7 @@ def per_relation_mrr(result, num_relations: int) -> tuple[list[float], list[int]
 
 def run_arm(dataset: str, rules: bool, args) -> dict:
     from gnn_inn.config import Config
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     cfg_file = ROOT / "configs" / f"{dataset}_none_flow_rotation.yaml"
     sets = [f"train.time_budget={args.budget}", "train.epochs=100000",

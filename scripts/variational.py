@@ -56,7 +56,7 @@ PAPER = {
 
 def train(config: Path, args, out: Path):
     from gnn_inn.config import Config
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     overrides = [f"seed={args.seed}"]
     if args.data_dir:

@@ -399,7 +399,7 @@ def test_uncertainty_helpers_run_on_a_model():
 @needs_data
 def test_short_nations_run_beats_random():
     from gnn_inn.config import Config
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     cfg = Config.from_dict({
         "seed": 0, "dataset": {"name": "nations", "data_dir": DATA},

@@ -7,8 +7,7 @@ import torch
 
 from gnn_inn.config import Config, ConfigError
 from gnn_inn.data import load_dataset
-from gnn_inn.experiment import trainer_from_config
-from gnn_inn.training import sampling
+from gnn_inn.training import sampling, trainer_from_config
 from gnn_inn.training.trainer import clip_grad_norm
 
 needs_backend = pytest.mark.skipif(sampling.sampling_backend() is None,

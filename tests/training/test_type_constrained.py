@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from gnn_inn.config import ConfigError
 from gnn_inn.data import load_ogb
-from gnn_inn.experiment import model_from_config, trainer_from_config
-from gnn_inn.training import sampling
+from gnn_inn.model import model_from_config
+from gnn_inn.training import sampling, trainer_from_config
 from gnn_inn.training.losses import (
     KvsAllLoss,
     NegativeSamplingLoss,
