@@ -159,20 +159,32 @@ def test_nssa_with_all_negatives_filtered_has_no_negative_term(kg):
 
 # ------------------------------------------------------------------ 1vsall / kvsall masking
 @pytest.mark.parametrize("cls", [OneVsAllLoss, KvsAllLoss])
-def test_out_of_type_logits_are_minus_inf_exactly(kg, cls):
+def test_out_of_type_scores_do_not_change_the_loss(kg, cls, monkeypatch):
     model = model_from_config(fx._tiny_config(Path("."), "ogbl-biokg"), kg)
     loss = cls(kg.train, kg.num_entities, kg.num_relations, type_ranges=kg_type_ranges(kg))
     ent, rel = model.encode()
+    dec = model.decoder
     cols = torch.arange(kg.num_entities)
+    g = torch.Generator().manual_seed(1)
+
+    def shifted(b, add: torch.Tensor) -> torch.Tensor:
+        """The loss on its own scoring path, with ``add [B, N]`` added to the scores."""
+        with monkeypatch.context() as m:
+            for name in ("score_tails", "score_heads"):
+                orig = getattr(dec, name)
+                m.setattr(dec, name, lambda *a, _o=orig: _o(*a) + add)
+            return loss(model, b, ent, rel)
+
     for step in loss.batches(7, torch.Generator().manual_seed(0)):
         for b in step:
-            logits = loss.logits(model, b, ent, rel)
             start, end = _side_ranges(kg, b.relation, 1 if b.kind == "tail" else 0)
             inside = (cols >= start[:, None]) & (cols < end[:, None])
-            assert torch.equal(torch.isneginf(logits), ~inside)
-            assert bool(torch.isfinite(logits[inside]).all())
             assert torch.equal(inside, type_candidate_mask(loss.type_ranges, b.relation, b.kind,
                                                            kg.num_entities))
+            noise = 100.0 * torch.randn(inside.shape, generator=g)
+            base = loss(model, b, ent, rel)
+            torch.testing.assert_close(shifted(b, noise * ~inside), base)
+            assert not torch.allclose(shifted(b, noise * inside), base)
 
 
 def _row_blocks(kg, b):

@@ -26,7 +26,7 @@ of the valid *heads* of relation ``r`` and ``type_ranges[r, 1]`` that of its val
   and those of a head query from its head range (``start + ⌊u · (end − start)⌋``, ``u ~ U[0,
   1)``), as OGB's own biokg baselines do;
 * ``1vsall`` / ``kvsall`` score all entities as before but treat the out-of-type ones as
-  impossible: their logits are ``−∞`` in the softmax (:func:`mask_out_of_type`), and they are
+  impossible: their logits are ``−∞`` in the softmax (:func:`softmax_loss`), and they are
   left out of the BCE sum (the ``−∞``-logit limit of a 0 target, written NaN-free), whose mean
   and label smoothing ``ε / count`` then run over the query's in-type candidates only.
 
@@ -155,13 +155,6 @@ def type_candidate_mask(type_ranges: Tensor, relation: Tensor, kind: str,
     rng = type_ranges.to(relation.device)[relation, side]  # [B, 2]
     cols = torch.arange(num_entities, device=relation.device)
     return (cols >= rng[:, :1]) & (cols < rng[:, 1:])
-
-
-def mask_out_of_type(logits: Tensor, type_ranges: Tensor, relation: Tensor,
-                     kind: str) -> Tensor:
-    """``logits [B, N]`` with ``-inf`` at the entities outside query ``b``'s type range."""
-    ok = type_candidate_mask(type_ranges, relation.to(logits.device), kind, logits.shape[1])
-    return logits.masked_fill(~ok, float("-inf"))
 
 
 def resolve_type_ranges(kg, type_constrained: bool | None, *, loss_name: str,
@@ -325,13 +318,6 @@ class Loss:
 
     def __call__(self, model, batch: QueryBatch, ent: Tensor, rel: Tensor | None) -> Tensor:
         raise NotImplementedError
-
-    def logits(self, model, batch, ent, rel) -> Tensor:
-        """``[B, N]`` scores of the batch's queries, ``-inf`` outside the type range."""
-        logits = _score_all(model, batch, ent, rel)
-        if self.type_ranges is None:
-            return logits
-        return mask_out_of_type(logits, self.type_ranges, batch.relation, batch.kind)
 
     def _ok(self, batch: QueryBatch, logits: Tensor) -> Tensor | None:
         """``BoolTensor[B, N]`` in-type candidates of the batch's queries, ``None`` untyped."""
