@@ -94,6 +94,9 @@ def edges_outside(edge_index: Tensor, edge_type: Tensor, triples: Tensor, num_en
     return ~hidden.contains_hrt(h, edge_type % num_relations, t)
 
 
+#: The two query directions: ``'head'`` asks ``(?, r, t)``, ``'tail'`` asks ``(h, r, ?)``.
+DIRECTIONS: tuple[str, ...] = ("head", "tail")
+
 #: Which false facts :func:`sample_negatives` draws (``negatives`` of the ``elbo`` loss).
 NEGATIVE_MODES: tuple[str, ...] = ("corrupt", "uniform")
 
@@ -132,4 +135,6 @@ def sample_negatives(h: Tensor, r: Tensor, t: Tensor, num_negatives: int, num_en
     return torch.stack([new_h, rr, new_t], dim=-1)
 
 
-__all__ = ["NEGATIVE_MODES", "TripleSet", "edges_outside", "sample_negatives", "triple_key"]
+__all__ = [
+    "DIRECTIONS", "NEGATIVE_MODES", "TripleSet", "edges_outside", "sample_negatives", "triple_key",
+]
