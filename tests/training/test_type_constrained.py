@@ -117,21 +117,21 @@ def test_nssa_negatives_lie_in_the_relation_type_range(kg):
     seen = {"tail": [], "head": []}
     for step in loss.batches(10, g):
         for b in step:
-            side = 1 if b.kind == "tail" else 0
+            side = 1 if b.direction == "tail" else 0
             start, end = _side_ranges(kg, b.relation, side)
             assert b.other.shape == (b.anchor.numel(), 200)
-            assert bool(((b.other >= start[:, None]) & (b.other < end[:, None])).all()), b.kind
+            assert bool(((b.other >= start[:, None]) & (b.other < end[:, None])).all()), b.direction
             # the type of every negative is the type of the entity it replaces
             assert torch.equal(kg.entity_type[b.other],
                                kg.entity_type[b.target][:, None].expand_as(b.other))
-            seen[b.kind].append(torch.stack([b.relation[:, None].expand_as(b.other), b.other],
+            seen[b.direction].append(torch.stack([b.relation[:, None].expand_as(b.other), b.other],
                                             -1).reshape(-1, 2))
     # each relation's whole range gets drawn, nothing else
-    for kind, side in (("tail", 1), ("head", 0)):
-        pairs = torch.unique(torch.cat(seen[kind]), dim=0)
+    for direction, side in (("tail", 1), ("head", 0)):
+        pairs = torch.unique(torch.cat(seen[direction]), dim=0)
         for r in range(kg.num_relations):
             got = pairs[pairs[:, 0] == r, 1]
-            assert got.tolist() == list(range(*tr[r, side].tolist())), (kind, r)
+            assert got.tolist() == list(range(*tr[r, side].tolist())), (direction, r)
     # without type ranges corruptions leave the type (the check above is not vacuous)
     plain = NegativeSamplingLoss(kg.train, kg.num_entities, kg.num_relations,
                                  num_negatives=200)
@@ -177,10 +177,10 @@ def test_out_of_type_scores_do_not_change_the_loss(kg, cls, monkeypatch):
 
     for step in loss.batches(7, torch.Generator().manual_seed(0)):
         for b in step:
-            start, end = _side_ranges(kg, b.relation, 1 if b.kind == "tail" else 0)
+            start, end = _side_ranges(kg, b.relation, 1 if b.direction == "tail" else 0)
             inside = (cols >= start[:, None]) & (cols < end[:, None])
-            assert torch.equal(inside, type_candidate_mask(loss.type_ranges, b.relation, b.kind,
-                                                           kg.num_entities))
+            assert torch.equal(inside, type_candidate_mask(
+                loss.type_ranges, b.relation, b.direction, kg.num_entities))
             noise = 100.0 * torch.randn(inside.shape, generator=g)
             base = loss(model, b, ent, rel)
             torch.testing.assert_close(shifted(b, noise * ~inside), base)
@@ -189,7 +189,7 @@ def test_out_of_type_scores_do_not_change_the_loss(kg, cls, monkeypatch):
 
 def _row_blocks(kg, b):
     """Per query: ``(in-type columns, their offset)`` for slicing a score row."""
-    start, end = _side_ranges(kg, b.relation, 1 if b.kind == "tail" else 0)
+    start, end = _side_ranges(kg, b.relation, 1 if b.direction == "tail" else 0)
     return list(zip(start.tolist(), end.tolist()))
 
 
@@ -200,7 +200,7 @@ def test_masked_1vsall_is_cross_entropy_over_the_type(kg, eps):
                         type_ranges=kg_type_ranges(kg))
     ent, rel = model.encode()
     for b in next(loss.batches(9, torch.Generator().manual_seed(1))):
-        raw = (model.decoder.score_tails(ent, rel, b.anchor, b.relation) if b.kind == "tail"
+        raw = (model.decoder.score_tails(ent, rel, b.anchor, b.relation) if b.direction == "tail"
                else model.decoder.score_heads(ent, rel, b.relation, b.anchor))
         per_row = [F.cross_entropy(raw[i, lo:hi][None], (b.target[i] - lo)[None],
                                    label_smoothing=eps)
@@ -221,7 +221,7 @@ def test_masked_kvsall_is_bce_over_the_type(kg):
                       type_ranges=kg_type_ranges(kg))
     ent, rel = model.encode()
     for b in next(loss.batches(9, torch.Generator().manual_seed(1))):
-        raw = (model.decoder.score_tails(ent, rel, b.anchor, b.relation) if b.kind == "tail"
+        raw = (model.decoder.score_tails(ent, rel, b.anchor, b.relation) if b.direction == "tail"
                else model.decoder.score_heads(ent, rel, b.relation, b.anchor))
         y = torch.zeros_like(raw)
         y[b.rows, b.cols] = 1.0

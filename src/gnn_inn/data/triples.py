@@ -66,17 +66,18 @@ class TripleSet:
         h, r, t = triples.unbind(-1)
         return self.contains_hrt(h, r, t)
 
-    def contains_answers(self, anchor: Tensor, r: Tensor, cand: Tensor, kind: str) -> Tensor:
+    def contains_answers(self, anchor: Tensor, r: Tensor, cand: Tensor,
+                         direction: str) -> Tensor:
         """``BoolTensor[B, K]``: candidate ``cand`` (``[B, K]`` or shared ``[K]``) completes the
-        query ``(anchor[b], r[b], ?)`` (``kind='tail'``) or ``(?, r[b], anchor[b])``
-        (``kind='head'``) to a triple of the set."""
+        query ``(anchor[b], r[b], ?)`` (``direction='tail'``) or ``(?, r[b], anchor[b])``
+        (``direction='head'``) to a triple of the set."""
         a, rr = anchor.unsqueeze(1), r.unsqueeze(1)
         c = cand if cand.dim() == 2 else cand.unsqueeze(0)
-        if kind == "tail":
+        if direction == "tail":
             return self.contains_hrt(a, rr, c)
-        if kind == "head":
+        if direction == "head":
             return self.contains_hrt(c, rr, a)
-        raise ValueError(f"kind must be 'tail' or 'head', got {kind!r}")
+        raise ValueError(f"direction must be 'tail' or 'head', got {direction!r}")
 
 
 def edges_outside(edge_index: Tensor, edge_type: Tensor, triples: Tensor, num_entities: int,

@@ -219,7 +219,7 @@ class ELBOLoss:
         filter_negatives: drawn negatives that are training facts get weight 0 (the estimator
             stays unbiased for a ``D⁻`` without true facts).
 
-    One ``QueryBatch`` per step: ``kind='tail'``, ``anchor = h``, ``relation = r``,
+    One ``QueryBatch`` per step: ``direction='tail'``, ``anchor = h``, ``relation = r``,
     ``target = t``, ``other = negatives [B, K, 3]``.
     """
 

@@ -543,7 +543,7 @@ def _positives(b) -> Tensor:
         ans = b.cols
     else:
         a, r, ans = b.anchor, b.relation, b.target
-    if b.kind == "tail":
+    if b.direction == "tail":
         return torch.stack([a, r, ans], 1)
     return torch.stack([ans, r, a], 1)
 
