@@ -40,37 +40,13 @@ RESULT_TAG = "BENCH_RESULT "
 
 
 # ----------------------------------------------------------------------------- data
-def _read_tsv(path: Path) -> list[tuple[str, str, str]]:
-    with open(path, encoding="utf-8") as f:
-        return [tuple(line.rstrip("\n").split("\t")) for line in f if line.strip()]
-
-
 def load(dataset: str, data_dir: str | None):
     """``(train, valid, test, num_entities, num_relations, make_filter)``; ids 0-based."""
-    try:
-        from gnn_inn.data import load_dataset
-    except ImportError:
-        load_dataset = None
-    if load_dataset is not None:
-        kg = load_dataset(dataset, data_dir=data_dir)
-        return (kg.train, kg.valid, kg.test, kg.num_entities, kg.num_relations,
-                lambda: kg.filter_index)
-    # Fallback while the data layer is absent: read the three TSV splits directly.
-    from gnn_inn.data.filters import FilterIndex
+    from gnn_inn.data import load_dataset
 
-    root = Path(data_dir or os.environ.get("GNN_INN_DATA", ".")) / dataset
-    splits = [_read_tsv(root / f"{s}.txt") for s in ("train", "valid", "test")]
-    ents = sorted({x for sp in splits for h, _, t in sp for x in (h, t)})
-    rels = sorted({r for sp in splits for _, r, _ in sp})
-    e_id = {e: i for i, e in enumerate(ents)}
-    r_id = {r: i for i, r in enumerate(rels)}
-    train, valid, test = (
-        torch.tensor([[e_id[h], r_id[r], e_id[t]] for h, r, t in sp], dtype=torch.long)
-        for sp in splits
-    )
-    everything = torch.cat([train, valid, test])
-    return (train, valid, test, len(ents), len(rels),
-            lambda: FilterIndex.from_triples(everything, len(ents), len(rels)))
+    kg = load_dataset(dataset, data_dir=data_dir)
+    return (kg.train, kg.valid, kg.test, kg.num_entities, kg.num_relations,
+            lambda: kg.filter_index)
 
 
 def build_ours(num_entities: int, num_relations: int, dim: int, seed: int):

@@ -100,7 +100,7 @@ def _summary(result, kg) -> dict:
 
 def child_gnn_inn(run: dict, out: Path, data_dir: str | None) -> dict:
     from gnn_inn.config import Config
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     overrides = [*run["set"], f"train.time_budget={run['budget']}"]
     cfg = Config.load(ROOT / run["config"], overrides)

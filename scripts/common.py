@@ -54,7 +54,7 @@ def run_config(config: str | Path, overrides: list[str] | None = None, *, out: s
                data_dir: str | None = None, quiet: bool = True) -> dict:
     """Train one config in-process and return its results dict (also in ``out/results.json``)."""
     from gnn_inn.config import Config
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     cfg = Config.load(config, overrides or [])
     t0 = time.perf_counter()

@@ -45,7 +45,7 @@ def per_relation_mrr(result, num_relations: int) -> tuple[list[float], list[int]
 
 def run_arm(dataset: str, rules: bool, args, snap: float | None = None) -> dict:
     from gnn_inn.config import Config
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     cfg_file = ROOT / "configs" / f"{dataset}_none_flow_rotation.yaml"
     budget = ([f"train.epochs={args.epochs}"] if args.epochs

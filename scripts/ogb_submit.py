@@ -80,7 +80,7 @@ def run_seed(config_path: str, overrides: list[str], seed: int, out: Path, kg) -
     import torch
 
     from gnn_inn.config import Config
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     cfg = Config.load(config_path, [*overrides, f"seed={seed}"])
     seed_dir = out / f"seed_{seed}"
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from gnn_inn.config import Config
-    from gnn_inn.experiment import load_kg
+    from gnn_inn.model import load_kg
 
     info = print_header()
     script = Path(__file__).resolve()

@@ -75,7 +75,7 @@ def decoder_spec(args) -> dict:
 
 def child(args) -> dict:
     from gnn_inn.config import Config
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     torch.set_num_threads(args.threads)
     cfg = Config.from_dict(config(args, args.mode))

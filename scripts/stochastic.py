@@ -101,7 +101,7 @@ def rerank_ablation(trainer, ks, exact_max: int) -> list[dict]:
 def run_dataset(dataset: str, args, info: dict) -> dict:
     from gnn_inn.config import Config
     from gnn_inn.evaluation.many_answers import category_mrr, many_answer_report
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     rows_cat, rows_set, ablation, raw = [], [], [], {}
     relations = None

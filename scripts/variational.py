@@ -56,7 +56,7 @@ PAPER = {
 
 def train(config: Path, args, out: Path):
     from gnn_inn.config import Config
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     overrides = [f"seed={args.seed}"]
     if args.data_dir:
@@ -106,7 +106,7 @@ def uncertainty(model, kg, n_samples: int, seed: int) -> dict:
 def plot_variance_frequency(models, kg, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from gnn_inn.variational import frequencies, mean_variances
+    from gnn_inn.evaluation.uncertainty import frequencies, mean_variances
 
     ent_f, rel_f = frequencies(kg.train, kg.num_entities, kg.num_relations)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -152,7 +152,8 @@ def plot_precision_coverage(unc, kg_name: str, path: Path) -> None:
 def plot_fact_pca(model, kg, label: str, path: Path, n_samples: int, seed: int) -> dict:
     import matplotlib.pyplot as plt
 
-    from gnn_inn.variational import fact_queries, sample_fact_embeddings
+    from gnn_inn.decoders.base import fact_queries
+    from gnn_inn.encoders.variational import sample_fact_embeddings
 
     model.eval()
     h, r, t = kg.test[0].tolist()

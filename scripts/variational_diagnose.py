@@ -32,8 +32,9 @@ from common import print_header  # noqa: E402
 
 @torch.no_grad()
 def diagnose(checkpoint: str, seed: int, data_dir: str | None, rank_train: int = 0) -> dict:
-    from gnn_inn.experiment import load_trained
-    from gnn_inn.variational import bernoulli_weight, sample_negatives
+    from gnn_inn.data.triples import sample_negatives
+    from gnn_inn.training import load_trained
+    from gnn_inn.training.elbo import bernoulli_weight
 
     model, kg, config = load_trained(checkpoint, data_dir=data_dir)
     loss_cfg = dict(config.train.loss) if not isinstance(config.train.loss, str) else {}

@@ -160,7 +160,7 @@ def _load(folder: Path, stem: str, metadata: str) -> tuple[np.ndarray, list[str]
 
 
 def test_export_lookup_table(run, tmp_path, capsys):
-    from gnn_inn.experiment import load_trained
+    from gnn_inn.training import load_trained
 
     capsys.readouterr()
     out = tmp_path / "emb"
@@ -192,7 +192,7 @@ def test_export_lookup_table(run, tmp_path, capsys):
 
 
 def test_export_encoder_output(tmp_path, capsys):
-    from gnn_inn.experiment import load_trained
+    from gnn_inn.training import load_trained
 
     run = train(tmp_path, tensorboard=False, name="gnn",
                 encoder="{name: compgcn, num_layers: 1}")
@@ -219,7 +219,7 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_bars_show_loss_throughput_and_eta(tmp_path, monkeypatch):
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     data = write_graph(tmp_path / "data")
     config = Config.from_dict({

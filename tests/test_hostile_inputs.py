@@ -180,7 +180,7 @@ def test_the_configs_below_cover_every_registered_part():
 
 
 def _save_one_step(config: Config, kg, path: Path) -> None:
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     tr = trainer_from_config(config, kg, out_dir=path.parent, quiet=True)
     tr.train_epoch(max_steps=1)
@@ -201,7 +201,8 @@ def test_every_genuine_checkpoint_loads_weights_only(tmp_path, name):
         raw["dataset"]["options"] = {"num_entities": 60}
         raw["model"]["decoder"].update(rerank_k=8, train_rerank_k=4)
     config = Config.from_dict(raw)
-    from gnn_inn.experiment import load_kg, load_trained
+    from gnn_inn.model import load_kg
+    from gnn_inn.training import load_trained
 
     kg = load_kg(config, DATA)
     _save_one_step(config, kg, tmp_path / "last.pt")
@@ -221,7 +222,8 @@ def test_every_genuine_checkpoint_loads_weights_only(tmp_path, name):
 def test_every_scheduler_state_loads_weights_only_and_resumes(tmp_path, scheduler):
     config = Config.from_dict({**yaml.safe_load(CFG), "train": {
         **yaml.safe_load(CFG)["train"], "scheduler": scheduler}})
-    from gnn_inn.experiment import load_kg, trainer_from_config
+    from gnn_inn.model import load_kg
+    from gnn_inn.training import trainer_from_config
 
     kg = load_kg(config, DATA)
     _save_one_step(config, kg, tmp_path / "last.pt")
@@ -246,7 +248,8 @@ def test_legacy_checkpoint_with_a_numpy_rng_array_still_loads(run, tmp_path):
         torch.load(tmp_path / "legacy.pt", weights_only=True)
     loaded = load_checkpoint(tmp_path / "legacy.pt")  # ... the scoped allow-list does not
     assert np.array_equal(loaded["rng"]["numpy"][1], legacy_state[1])
-    from gnn_inn.experiment import load_kg, trainer_from_config
+    from gnn_inn.model import load_kg
+    from gnn_inn.training import trainer_from_config
 
     config = Config.from_dict(ckpt["config"])
     tr = trainer_from_config(config, load_kg(config, DATA), quiet=True)

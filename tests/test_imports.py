@@ -123,3 +123,81 @@ def test_every_module_imports_in_dependency_order_in_a_fresh_interpreter():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+# ------------------------------------------------------------------ import direction
+#: The parts of gnn_inn, lowest layer first (the arrows of the design notes). A module may
+#: import its own part and the parts of lower layers, never a sibling of its layer nor a part
+#: above it. Layer 0 holds utilities that import nothing of the project; ``training`` sits
+#: above ``evaluation`` because the trainer validates with the evaluator.
+LAYERS: list[set[str]] = [
+    {"gnn_inn", "config", "registry"},
+    {"data", "flows"},
+    {"encoders", "decoders"},
+    {"model"},
+    {"evaluation"},
+    {"training"},
+    {"export"},
+    {"cli"},
+]
+
+#: Upward imports that cannot be avoided yet, as ``(importer, imported)`` module pairs, each
+#: with the reason. Empty: every import runs downwards.
+ALLOWED_UPWARD: set[tuple[str, str]] = set()
+
+
+def part(module: str) -> str:
+    """The part a module belongs to: ``gnn_inn.training.elbo`` -> ``training``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def layer_of(module: str) -> int:
+    p = part(module)
+    for i, layer in enumerate(LAYERS):
+        if p in layer:
+            return i
+    raise AssertionError(f"{module}: part {p!r} has no layer; add it to LAYERS in "
+                         f"{Path(__file__).name} at the height its imports allow")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """``(importer, imported)`` pairs that import a sibling part of the same layer or a part
+    of a higher layer."""
+    bad = []
+    for mod, deps in graph.items():
+        for dep in deps:
+            if part(dep) == part(mod):
+                continue
+            if layer_of(dep) >= layer_of(mod):
+                bad.append((mod, dep))
+    return sorted(bad)
+
+
+def test_upward_imports_are_detected():
+    graph = {"gnn_inn.data.io": {"gnn_inn.model"},  # data reaching up
+             "gnn_inn.encoders.rgcn": {"gnn_inn.decoders.base"},  # sibling of the same layer
+             "gnn_inn.model": {"gnn_inn.encoders", "gnn_inn.decoders", "gnn_inn.data"},
+             "gnn_inn.training.trainer": {"gnn_inn.training.losses", "gnn_inn.evaluation"}}
+    assert upward_imports(graph) == [("gnn_inn.data.io", "gnn_inn.model"),
+                                     ("gnn_inn.encoders.rgcn", "gnn_inn.decoders.base")]
+
+
+def test_every_part_has_a_layer():
+    for mod in import_graph():
+        layer_of(mod)
+
+
+def test_no_upward_import_in_gnn_inn():
+    graph = import_graph()
+    # function-level imports count: model imports the encoders inside build_model
+    assert "gnn_inn.encoders" in graph["gnn_inn.model"]
+    bad = [e for e in upward_imports(graph) if e not in ALLOWED_UPWARD]
+    assert not bad, "imports against the layers:\n" + "\n".join(f"{a} -> {b}" for a, b in bad)
+
+
+def test_layer_zero_imports_nothing_of_the_project():
+    graph = import_graph()
+    for mod, deps in graph.items():
+        if layer_of(mod) == 0:
+            assert not deps, f"{mod} imports {sorted(deps)}"

@@ -9,29 +9,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gnn_inn.data.triples import TripleSet, sample_negatives
+from gnn_inn.decoders.base import score_facts
 from gnn_inn.encoders import build_encoder
+from gnn_inn.encoders.variational import diag_gaussian_kl, fact_kl, reparameterise
 from gnn_inn.evaluation.uncertainty import (
     area_under_precision_coverage,
     expected_calibration_error,
     link_prediction_confidence,
     precision_at_coverage,
     precision_coverage,
+    predict_with_uncertainty,
     reliability_diagram,
     triple_classification_calibration,
     type_free_negatives,
 )
 from gnn_inn.model import build_model
-from gnn_inn.training.elbo import ELBOLoss
+from gnn_inn.training.elbo import ELBOLoss, bernoulli_weight
 from gnn_inn.training.losses import LOSSES, QueryBatch
-from gnn_inn.variational import (
-    TripleSet,
-    bernoulli_weight,
-    diag_gaussian_kl,
-    predict_with_uncertainty,
-    reparameterise,
-    sample_negatives,
-    score_facts,
-)
 from helpers import DATA, needs_data
 
 
@@ -181,8 +176,6 @@ def test_minibatch_estimate_is_unbiased_by_enumeration_corrupt(variant):
         torch.testing.assert_close(est, full / 2)
         torch.testing.assert_close(torch.stack(elbos).mean(), (full - kl_tables) / 2)
     else:  # LFM: E[loglik] ≈ full/2 (means), E[elbo] = (full − Σ_x KL_x over D⁺ ∪ D⁻) / 2
-        from gnn_inn.variational import fact_kl
-
         every = facts + [c for x in facts for c in _corruptions(x, n) if c not in pos_set]
         kl_all = fact_kl(post, *torch.tensor(every).unbind(1)).sum()
         torch.testing.assert_close(est, full / 2, rtol=1e-5, atol=1e-5)
@@ -258,8 +251,6 @@ def test_negative_weight_replaces_the_bernoulli_weight(variant):
     if variant == "lim":  # the KL share does not depend on the negatives
         torch.testing.assert_close(c["kl"], a["kl"])
     else:
-        from gnn_inn.variational import fact_kl
-
         post = model.encoder.posterior
         kl_pos = fact_kl(post, *b.unbind(1)).sum()
         mask = (~unbiased.known.contains(neg)).double().reshape(-1)
@@ -405,7 +396,7 @@ def test_uncertainty_helpers_run_on_a_model():
 @needs_data
 def test_short_nations_run_beats_random():
     from gnn_inn.config import Config
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     cfg = Config.from_dict({
         "seed": 0, "dataset": {"name": "nations", "data_dir": DATA},

@@ -82,7 +82,7 @@ def cmd_train(args) -> int:
 
 
 def _train(args, config, out: Path) -> int:
-    from .experiment import trainer_from_config
+    from .training import trainer_from_config
     from .training.run_dir import trim_metrics
 
     trainer = trainer_from_config(config, data_dir=args.data_dir, out_dir=out, quiet=args.quiet)
@@ -115,8 +115,7 @@ def _train(args, config, out: Path) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .experiment import load_trained
-    from .training import Trainer
+    from .training import Trainer, load_trained
 
     model, kg, config = load_trained(args.checkpoint, data_dir=args.data_dir,
                                      trusted=args.trust_checkpoint)
@@ -180,7 +179,7 @@ def cmd_rules(args) -> int:
 def cmd_predict(args) -> int:
     import torch
 
-    from .experiment import load_trained
+    from .training import load_trained
 
     if (args.head is None) == (args.tail is None):
         raise ValueError("give exactly one of --head (tail query) or --tail (head query)")
@@ -213,7 +212,7 @@ def cmd_predict(args) -> int:
 
 def cmd_certify(args) -> int:
     from .decoders.certificate import certify
-    from .experiment import load_trained
+    from .training import load_trained
 
     model, _, _ = load_trained(args.checkpoint, data_dir=args.data_dir,
                                trusted=args.trust_checkpoint)
@@ -238,7 +237,7 @@ def cmd_sample(args) -> int:
 
     import torch
 
-    from .experiment import load_trained
+    from .training import load_trained
 
     if (args.head is None) == (args.tail is None):
         raise ValueError("give exactly one of --head (tail query) or --tail (head query)")
@@ -298,8 +297,8 @@ def cmd_plot(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .experiment import load_trained
     from .export import export_embeddings
+    from .training import load_trained
 
     model, kg, _ = load_trained(args.checkpoint, data_dir=args.data_dir,
                                 trusted=args.trust_checkpoint)

@@ -1,12 +1,22 @@
-"""``LinkPredictor``: encoder + decoder, the only place they meet."""
+"""``LinkPredictor``: encoder + decoder, the only place they meet; built from specs
+(:func:`build_model`) or from a config (:func:`model_from_config`, :func:`load_kg`).
+
+A trainer from a config is :func:`gnn_inn.training.trainer_from_config`, a trained model from a
+checkpoint :func:`gnn_inn.training.load_trained`.
+"""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
+
+from .config import Config
+from .data import load_dataset
+from .decoders import DECODERS
 
 
 class LinkPredictor(nn.Module):
@@ -137,3 +147,30 @@ def build_model(
         dec_name, num_relations=num_relations, dim=getattr(enc, "dim", dim), **dec_kwargs
     )
     return LinkPredictor(encoder=enc, decoder=dec, graph=graph)
+
+
+# ------------------------------------------------------------------ from a config
+def load_kg(config: Config, data_dir: str | None = None):
+    """The :class:`~gnn_inn.data.KnowledgeGraph` named by ``config.dataset``."""
+    ds = config.dataset
+    return load_dataset(ds.name, data_dir=data_dir or ds.data_dir, **ds.options)
+
+
+def model_from_config(config: Config, kg) -> LinkPredictor:
+    """Build the model of ``config.model`` for ``kg`` (message graph = train edges only)."""
+    torch.manual_seed(config.seed)
+    m = config.model
+    decoder = dict(m.decoder)
+    cls = DECODERS.get(decoder.get("name"))
+    if cls is not None:
+        # decoders that choose per-relation structure from data (flow patterns='auto') get the
+        # training triples and relation names; nothing else does
+        params = inspect.signature(cls.__init__).parameters
+        if "train_triples" in params:
+            decoder.setdefault("train_triples", kg.train)
+        if "relation_names" in params:
+            decoder.setdefault("relation_names", kg.relation_names)
+    return build_model(
+        num_entities=kg.num_entities, num_relations=kg.num_relations, dim=m.dim,
+        encoder=m.encoder, decoder=decoder, graph=kg.message_graph(),
+    )

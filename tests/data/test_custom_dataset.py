@@ -12,7 +12,7 @@ import pytest
 from gnn_inn.cli import main
 from gnn_inn.config import Config
 from gnn_inn.data import DATASETS, load_dataset
-from gnn_inn.experiment import load_kg
+from gnn_inn.model import load_kg
 
 DATA = os.environ.get("GNN_INN_DATA")
 needs_data = pytest.mark.skipif(not DATA, reason="GNN_INN_DATA not set")

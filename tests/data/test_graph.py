@@ -79,7 +79,7 @@ def test_filter_index_matches_brute_force():
     trip = torch.stack([torch.randint(30, (500,), generator=g),
                         torch.randint(4, (500,), generator=g),
                         torch.randint(30, (500,), generator=g)], 1)
-    fi = FilterIndex.from_triples(trip, 30, 4)
+    fi = FilterIndex(trip, 30, 4)
     h, r, t = torch.randint(30, (50,), generator=g), torch.randint(4, (50,), generator=g), \
         torch.randint(30, (50,), generator=g)
     s = {tuple(x) for x in trip.tolist()}

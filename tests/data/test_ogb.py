@@ -27,7 +27,8 @@ import torch
 from gnn_inn.config import Config
 from gnn_inn.data import OGB_DATASETS, OGBKnowledgeGraph, load_dataset, load_ogb
 from gnn_inn.evaluation import OGBEvalResult, evaluate_ogb, metrics_from_ranks, rank_targets
-from gnn_inn.experiment import model_from_config, trainer_from_config
+from gnn_inn.model import model_from_config
+from gnn_inn.training import trainer_from_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -483,8 +484,7 @@ def test_ogb_submit_two_seeds_and_resume(tmp_path, capsys):
     assert "seed 1: valid MRR" in capsys.readouterr().out
     # without --keep-checkpoints finished seeds keep slim best.pt files that still load
     script.main(argv)
-    from gnn_inn.experiment import load_trained
-    from gnn_inn.training import load_checkpoint
+    from gnn_inn.training import load_checkpoint, load_trained
 
     for s in (0, 1):
         assert not (out / f"seed_{s}" / "last.pt").exists()

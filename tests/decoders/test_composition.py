@@ -281,7 +281,7 @@ def test_snapped_composition_answers_the_synthetic_suite():
     """The acceptance row of the pattern suite: ``patterns: auto`` with composition_snap=0
     answers the held-out compose_3 facts (test MRR ≥ 0.9); the plain tie does not."""
     from gnn_inn.config import Config
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
     from gnn_inn.training.trainer import per_pattern
 
     def run(snap):

@@ -144,7 +144,7 @@ def test_encoder_relations_from_compgcn():
 @needs_data
 @pytest.mark.parametrize("encoder", [{"name": "none"}, {"name": "compgcn", "num_layers": 1}])
 def test_training_on_umls_beats_random(encoder):
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     cfg = Config.from_dict({
         "seed": 0,

@@ -273,7 +273,7 @@ def test_density_terms_mask_the_duplicate_target():
 
 def test_short_training_on_the_synthetic_suite(tmp_path):
     from gnn_inn.config import Config
-    from gnn_inn.experiment import trainer_from_config
+    from gnn_inn.training import trainer_from_config
 
     cfg = Config.from_dict({
         "seed": 0, "dataset": {"name": "synthetic"},
@@ -337,7 +337,7 @@ def test_many_answer_report_for_stochastic_and_deterministic_decoders():
     from gnn_inn.config import Config
     from gnn_inn.data import load_dataset
     from gnn_inn.evaluation.many_answers import category_mrr, many_answer_report
-    from gnn_inn.experiment import model_from_config
+    from gnn_inn.model import model_from_config
 
     kg = load_dataset("synthetic")
     rels = [kg.relation_names.index("has_member"), kg.relation_names.index("member_of")]

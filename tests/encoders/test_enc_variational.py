@@ -15,9 +15,9 @@ from gnn_inn.encoders import ENCODERS, build_encoder
 from gnn_inn.encoders.variational import (
     VariationalEncoder,
     VariationalLookupEncoder,
-    soft_clamp,
     soft_clamp_inverse,
 )
+from gnn_inn.flows import soft_clamp
 
 ENCODERS_UNDER_TEST = ["variational", "variational_gnn"]
 

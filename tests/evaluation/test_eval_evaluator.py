@@ -44,7 +44,7 @@ def _filters(tri):
         from gnn_inn.data.filters import FilterIndex
     except ImportError:
         return
-    yield FilterIndex.from_triples(tri, N, R)
+    yield FilterIndex(tri, N, R)
 
 
 def _reference(table, test, known, policy="realistic"):
@@ -74,7 +74,7 @@ def test_ranks_match_bruteforce_both_directions(policy):
 def test_real_filter_index_matches_bruteforce():
     filters = pytest.importorskip("gnn_inn.data.filters", exc_type=ImportError)
     tri, _ = _graph(3)
-    fi = filters.FilterIndex.from_triples(tri, N, R)
+    fi = filters.FilterIndex(tri, N, R)
     bf = BruteFilter(tri)
     h, r, t = tri[:9].unbind(1)
     for a, b in ((fi.tails(h, r), bf.tails(h, r)), (fi.heads(r, t), bf.heads(r, t))):

@@ -19,8 +19,7 @@ from rank_shares import rank_share_sums
 
 from gnn_inn.config import Config, ConfigError
 from gnn_inn.decoders import DECODERS
-from gnn_inn.experiment import trainer_from_config
-from gnn_inn.training import sampling
+from gnn_inn.training import sampling, trainer_from_config
 from gnn_inn.training.capabilities import combination_table
 from gnn_inn.training.losses import LOSSES
 

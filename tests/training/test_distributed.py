@@ -16,8 +16,7 @@ import torch.multiprocessing as mp
 from rank_shares import rank_share_sums
 
 from gnn_inn.config import Config
-from gnn_inn.experiment import trainer_from_config
-from gnn_inn.training import sampling
+from gnn_inn.training import sampling, trainer_from_config
 from gnn_inn.training.distributed import DistContext, shard_query_batch, shard_range
 from gnn_inn.training.losses import KvsAllLoss
 from gnn_inn.training.trainer import _positives

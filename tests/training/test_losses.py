@@ -36,11 +36,11 @@ def test_one_epoch_covers_every_triple_in_both_directions(cls):
     for step in loss.batches(16, g):
         steps += 1
         for b in step:
-            seen[b.kind].append(_positives(b))
+            seen[b.direction].append(_positives(b))
     assert steps == loss.num_batches(16)
-    for kind in ("tail", "head"):
-        got = torch.cat(seen[kind])
-        assert got.shape[0] == train.shape[0], kind  # each exactly once
+    for direction in ("tail", "head"):
+        got = torch.cat(seen[direction])
+        assert got.shape[0] == train.shape[0], direction  # each exactly once
         assert _as_set(got) == _as_set(train)
 
 
@@ -58,7 +58,7 @@ def test_kvsall_equals_bce_on_dense_targets():
     step = next(loss.batches(8, torch.Generator().manual_seed(1)))
     b = step[0]
     ent, rel = model.encode()
-    if b.kind == "tail":
+    if b.direction == "tail":
         logits = model.decoder.score_tails(ent, rel, b.anchor, b.relation)
         ans = [train[(train[:, 0] == a) & (train[:, 1] == r)][:, 2] for a, r in
                zip(b.anchor.tolist(), b.relation.tolist())]
@@ -80,7 +80,7 @@ def test_negative_sampling_masks_training_triples_and_weights():
     model = _model("transe")
     step = next(loss.batches(32, torch.Generator().manual_seed(2)))
     b = step[0]
-    assert b.kind == "tail"
+    assert b.direction == "tail"
     h = b.anchor.unsqueeze(1).expand_as(b.other)
     r = b.relation.unsqueeze(1).expand_as(b.other)
     hit = loss.known.contains_hrt(h, r, b.other)

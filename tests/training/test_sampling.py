@@ -7,8 +7,7 @@ import torch
 
 from gnn_inn.config import Config, ConfigError
 from gnn_inn.encoders import CompGCNEncoder, RGCNEncoder
-from gnn_inn.experiment import trainer_from_config
-from gnn_inn.training import sampling
+from gnn_inn.training import sampling, trainer_from_config
 from gnn_inn.training.sampling import (
     NeighborSampledObjective,
     SamplerSpec,

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from gnn_inn.config import ConfigError
 from gnn_inn.data import load_ogb
-from gnn_inn.experiment import model_from_config, trainer_from_config
+from gnn_inn.model import model_from_config
+from gnn_inn.training import trainer_from_config
 from gnn_inn.training.losses import (
     KvsAllLoss,
     NegativeSamplingLoss,
@@ -63,7 +64,7 @@ def _biokg_model(kg):
 
 def _all_scores(model, b, ent, rel) -> torch.Tensor:
     """``[B, N]`` scores of batch ``b``'s queries against every entity."""
-    if b.kind == "tail":
+    if b.direction == "tail":
         return model.decoder.score_tails(ent, rel, b.anchor, b.relation)
     return model.decoder.score_heads(ent, rel, b.relation, b.anchor)
 
@@ -127,21 +128,21 @@ def test_nssa_negatives_lie_in_the_relation_type_range(kg):
     seen = {"tail": [], "head": []}
     for step in loss.batches(10, g):
         for b in step:
-            side = 1 if b.kind == "tail" else 0
+            side = 1 if b.direction == "tail" else 0
             start, end = _side_ranges(kg, b.relation, side)
             assert b.other.shape == (b.anchor.numel(), 200)
-            assert bool(((b.other >= start[:, None]) & (b.other < end[:, None])).all()), b.kind
+            assert bool(((b.other >= start[:, None]) & (b.other < end[:, None])).all()), b.direction
             # the type of every negative is the type of the entity it replaces
             assert torch.equal(kg.entity_type[b.other],
                                kg.entity_type[b.target][:, None].expand_as(b.other))
-            seen[b.kind].append(torch.stack([b.relation[:, None].expand_as(b.other), b.other],
+            seen[b.direction].append(torch.stack([b.relation[:, None].expand_as(b.other), b.other],
                                             -1).reshape(-1, 2))
     # each relation's whole range gets drawn, nothing else
-    for kind, side in (("tail", 1), ("head", 0)):
-        pairs = torch.unique(torch.cat(seen[kind]), dim=0)
+    for direction, side in (("tail", 1), ("head", 0)):
+        pairs = torch.unique(torch.cat(seen[direction]), dim=0)
         for r in range(kg.num_relations):
             got = pairs[pairs[:, 0] == r, 1]
-            assert got.tolist() == list(range(*tr[r, side].tolist())), (kind, r)
+            assert got.tolist() == list(range(*tr[r, side].tolist())), (direction, r)
     # without type ranges corruptions leave the type (the check above is not vacuous)
     plain = NegativeSamplingLoss(kg.train, kg.num_entities, kg.num_relations,
                                  num_negatives=200)
@@ -169,25 +170,37 @@ def test_nssa_with_all_negatives_filtered_has_no_negative_term(kg):
 
 # ------------------------------------------------------------------ 1vsall / kvsall masking
 @pytest.mark.parametrize("cls", [OneVsAllLoss, KvsAllLoss])
-def test_out_of_type_logits_are_minus_inf_exactly(kg, cls):
+def test_out_of_type_scores_do_not_change_the_loss(kg, cls, monkeypatch):
     model = _biokg_model(kg)
     loss = cls(kg.train, kg.num_entities, kg.num_relations, type_ranges=kg_type_ranges(kg))
     ent, rel = model.encode()
+    dec = model.decoder
     cols = torch.arange(kg.num_entities)
+    g = torch.Generator().manual_seed(1)
+
+    def shifted(b, add: torch.Tensor) -> torch.Tensor:
+        """The loss on its own scoring path, with ``add [B, N]`` added to the scores."""
+        with monkeypatch.context() as m:
+            for name in ("score_tails", "score_heads"):
+                orig = getattr(dec, name)
+                m.setattr(dec, name, lambda *a, _o=orig: _o(*a) + add)
+            return loss(model, b, ent, rel)
+
     for step in loss.batches(7, torch.Generator().manual_seed(0)):
         for b in step:
-            logits = loss.logits(model, b, ent, rel)
-            start, end = _side_ranges(kg, b.relation, 1 if b.kind == "tail" else 0)
+            start, end = _side_ranges(kg, b.relation, 1 if b.direction == "tail" else 0)
             inside = (cols >= start[:, None]) & (cols < end[:, None])
-            assert torch.equal(torch.isneginf(logits), ~inside)
-            assert bool(torch.isfinite(logits[inside]).all())
-            assert torch.equal(inside, type_candidate_mask(loss.type_ranges, b.relation, b.kind,
-                                                           kg.num_entities))
+            assert torch.equal(inside, type_candidate_mask(
+                loss.type_ranges, b.relation, b.direction, kg.num_entities))
+            noise = 100.0 * torch.randn(inside.shape, generator=g)
+            base = loss(model, b, ent, rel)
+            torch.testing.assert_close(shifted(b, noise * ~inside), base)
+            assert not torch.allclose(shifted(b, noise * inside), base)
 
 
 def _row_blocks(kg, b):
     """Per query: ``(in-type columns, their offset)`` for slicing a score row."""
-    start, end = _side_ranges(kg, b.relation, 1 if b.kind == "tail" else 0)
+    start, end = _side_ranges(kg, b.relation, 1 if b.direction == "tail" else 0)
     return list(zip(start.tolist(), end.tolist()))
 
 

@@ -39,7 +39,7 @@ class _CSR:
 class FilterIndex:
     """Known tails of every ``(h, r)`` and heads of every ``(r, t)`` among ``triples[M, 3]``.
 
-    Build with :meth:`from_triples` (usually train ∪ valid ∪ test, *same* relation ids as the
+    Build it from ``triples`` (usually train ∪ valid ∪ test, *same* relation ids as the
     queries). :meth:`tails` / :meth:`heads` return the pairs ``(query row, entity id)`` of a
     batch of queries, ready for ``scores[rows, cols] = -inf``.
     """
@@ -55,10 +55,6 @@ class FilterIndex:
         h, r, t = triples.unbind(1)
         self._tails = _CSR(h * num_relations + r, t)
         self._heads = _CSR(r * num_entities + t, h)
-
-    @classmethod
-    def from_triples(cls, triples: Tensor, num_entities: int, num_relations: int) -> FilterIndex:
-        return cls(triples, num_entities, num_relations)
 
     def tails(self, h: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
         """``(row[P], t[P])``: all known tails ``t`` of the queries ``(h[row], r[row], ?)``."""

@@ -177,7 +177,7 @@ class KnowledgeGraph:
     @cached_property
     def filter_index(self) -> FilterIndex:
         """Known answers over train ∪ valid ∪ test (cached)."""
-        return FilterIndex.from_triples(self.all_triples(), self.num_entities, self.num_relations)
+        return FilterIndex(self.all_triples(), self.num_entities, self.num_relations)
 
     def all_triples(self) -> Tensor:
         return torch.cat([self.train, self.valid, self.test])

@@ -5,6 +5,7 @@ negatives, labelling known answers among shared candidates, hiding a step's supe
 from its encoder, the variational estimator's false-fact mask — goes through
 :class:`TripleSet` (after PyKEEN's ``sampling/filtering.py`` ``Filterer.contains``): the set is
 stored as sorted int64 keys ``(h · R + r) · N + t`` and a lookup is one ``searchsorted``.
+Random corruptions of true triples (:func:`sample_negatives`) live here too.
 
 Imports nothing of the project.
 """
@@ -65,17 +66,18 @@ class TripleSet:
         h, r, t = triples.unbind(-1)
         return self.contains_hrt(h, r, t)
 
-    def contains_answers(self, anchor: Tensor, r: Tensor, cand: Tensor, kind: str) -> Tensor:
+    def contains_answers(self, anchor: Tensor, r: Tensor, cand: Tensor,
+                         direction: str) -> Tensor:
         """``BoolTensor[B, K]``: candidate ``cand`` (``[B, K]`` or shared ``[K]``) completes the
-        query ``(anchor[b], r[b], ?)`` (``kind='tail'``) or ``(?, r[b], anchor[b])``
-        (``kind='head'``) to a triple of the set."""
+        query ``(anchor[b], r[b], ?)`` (``direction='tail'``) or ``(?, r[b], anchor[b])``
+        (``direction='head'``) to a triple of the set."""
         a, rr = anchor.unsqueeze(1), r.unsqueeze(1)
         c = cand if cand.dim() == 2 else cand.unsqueeze(0)
-        if kind == "tail":
+        if direction == "tail":
             return self.contains_hrt(a, rr, c)
-        if kind == "head":
+        if direction == "head":
             return self.contains_hrt(c, rr, a)
-        raise ValueError(f"kind must be 'tail' or 'head', got {kind!r}")
+        raise ValueError(f"direction must be 'tail' or 'head', got {direction!r}")
 
 
 def edges_outside(edge_index: Tensor, edge_type: Tensor, triples: Tensor, num_entities: int,
@@ -93,4 +95,47 @@ def edges_outside(edge_index: Tensor, edge_type: Tensor, triples: Tensor, num_en
     return ~hidden.contains_hrt(h, edge_type % num_relations, t)
 
 
-__all__ = ["TripleSet", "edges_outside", "triple_key"]
+#: The two query directions: ``'head'`` asks ``(?, r, t)``, ``'tail'`` asks ``(h, r, ?)``.
+DIRECTIONS: tuple[str, ...] = ("head", "tail")
+
+#: Which false facts :func:`sample_negatives` draws (``negatives`` of the ``elbo`` loss).
+NEGATIVE_MODES: tuple[str, ...] = ("corrupt", "uniform")
+
+
+def sample_negatives(h: Tensor, r: Tensor, t: Tensor, num_negatives: int, num_entities: int,
+                     num_relations: int, mode: str = "corrupt",
+                     generator: torch.Generator | None = None) -> Tensor:
+    """``K`` random false-fact candidates per positive, ``LongTensor[B, K, 3]`` (h, r, t).
+
+    ``corrupt``: each slot replaces the head or the tail (probability ½ each) by one of the
+    ``N − 1`` *other* entities, uniformly — a uniform draw from the corruptions
+    ``C(x) = {(h', r, t) : h' ≠ h} ∪ {(h, r, t') : t' ≠ t}``. ``uniform``: a uniform draw from
+    ``E × R × E``. Candidates that are true facts are *not* removed here (test them with
+    :class:`TripleSet`). All tensors on CPU.
+
+    Args:
+        h, r, t: the positives, ``LongTensor[B]``.
+        num_negatives: ``K``.  num_entities: ``N``.  num_relations: ``R``.
+        mode: ``"corrupt"`` or ``"uniform"``.
+        generator: explicit ``torch.Generator`` for reproducible draws.
+    """
+    if mode not in NEGATIVE_MODES:
+        raise ValueError(f"negatives must be one of {NEGATIVE_MODES}, got {mode!r}")
+    b, k = h.numel(), int(num_negatives)
+    if mode == "uniform":
+        return torch.stack([torch.randint(num_entities, (b, k), generator=generator),
+                            torch.randint(num_relations, (b, k), generator=generator),
+                            torch.randint(num_entities, (b, k), generator=generator)], dim=-1)
+    if num_entities < 2:
+        raise ValueError("corrupted negatives need at least 2 entities")
+    side = torch.randint(2, (b, k), generator=generator).bool()  # True: corrupt the head
+    shift = 1 + torch.randint(num_entities - 1, (b, k), generator=generator)
+    hh, rr, tt = (x.unsqueeze(1).expand(b, k) for x in (h, r, t))
+    new_h = torch.where(side, (hh + shift) % num_entities, hh)
+    new_t = torch.where(side, tt, (tt + shift) % num_entities)
+    return torch.stack([new_h, rr, new_t], dim=-1)
+
+
+__all__ = [
+    "DIRECTIONS", "NEGATIVE_MODES", "TripleSet", "edges_outside", "sample_negatives", "triple_key",
+]

@@ -231,7 +231,81 @@ def complex_neg_distance_pairs(q: Tensor, cand: Tensor) -> Tensor:
     return -torch.sqrt(dr * dr + di * di + 1e-12).sum(-1)
 
 
+# ------------------------------------------------------- facts with per-fact embeddings
+def decoder_reads_relations(decoder: Decoder) -> bool:
+    """Whether ``decoder`` reads relation vectors from its ``rel`` argument.
+
+    False for a decoder with its own relation table and for a table-conditioned flow decoder
+    (its relation parameters live inside the flow and are indexed by relation id).
+    """
+    if getattr(decoder, "conditioning", None) == "table":
+        return False
+    return getattr(decoder, "relation_source", "own") == "encoder"
+
+
+def fact_queries(decoder: Decoder, z_h: Tensor, z_r: Tensor | None, r: Tensor) -> Tensor:
+    """The decoder's tail-query points of facts with per-fact embeddings, ``[..., B, d_q]``.
+
+    The query map runs on a per-call "virtual" table — fact ``i`` reads head row ``i`` and
+    relation row ``i`` (DistMult: ``z_h ∘ z_r``; a flow: ``f(z_h; z_r)``). Decoders that keep
+    deterministic relation parameters (own table, table-conditioned flow) get the real
+    relation ids ``r`` (``z_r`` is then ignored). A context-conditioned flow decoder reads
+    relation ids for its patterns, so its per-fact path calls its flow directly with ``z_r`` as
+    context and needs every relation ``free``.
+
+    Args:
+        decoder: a :class:`Decoder`.
+        z_h: ``[..., B, d]``.  z_r: ``[..., B, d_r]`` or ``None``.  r: ``LongTensor[B]``.
+    """
+    lead = z_h.shape[:-1]
+    m = z_h[..., 0].numel()
+    zh = z_h.reshape(m, z_h.shape[-1])
+    idx = torch.arange(m, device=z_h.device)
+    if z_r is not None and decoder_reads_relations(decoder):
+        zr = z_r.reshape(m, z_r.shape[-1])
+        if hasattr(decoder, "pattern_summary"):  # flow decoder: ids select patterns
+            if set(decoder.pattern_summary()) != {"free"}:
+                raise ValueError(
+                    "per-fact sampled relation contexts need every relation pattern 'free' "
+                    f"(got {decoder.pattern_summary()}); use patterns: free, or "
+                    "conditioning: table with encoder relations: false, or variant lim")
+            q = decoder.flow.forward(zh, zr)[0]
+        else:
+            q = decoder.tail_query(zh, zr, idx, idx)
+    else:
+        q = decoder.tail_query(zh, None, idx, r.to(z_h.device).expand(lead).reshape(m))
+    return q.reshape(*lead, q.shape[-1])
+
+
+def score_facts(decoder: Decoder, z_h: Tensor, z_r: Tensor | None, z_t: Tensor, r: Tensor,
+                t: Tensor) -> Tensor:
+    """Decoder scores of facts whose embeddings are given *per fact*, ``[..., B]``.
+
+    Each fact has its own (e.g. sampled) head, relation and tail vector: the query points come
+    from :func:`fact_queries` and each is compared with its own tail vector by the decoder's
+    ``similarity_pairs`` (with the real tail ids ``t`` for per-entity biases). A flow
+    decoder's symmetric training score is not used here.
+
+    Args:
+        decoder: a :class:`Decoder`.
+        z_h, z_t: ``[..., B, d]``.  z_r: ``[..., B, d_r]`` or ``None``.
+        r, t: relation and tail ids ``LongTensor[B]``.
+
+    Returns:
+        ``[..., B]`` scores (tail direction, ``s(h, r, t)``).
+    """
+    lead = z_h.shape[:-1]
+    q = fact_queries(decoder, z_h, z_r, r)
+    m = z_h[..., 0].numel()
+    q = q.reshape(m, q.shape[-1])
+    zt = z_t.reshape(m, z_t.shape[-1])
+    t_ids = t.to(z_h.device).expand(lead).reshape(m)
+    s = decoder.similarity_pairs(q, zt.unsqueeze(1), t_ids.unsqueeze(1)).squeeze(1)
+    return s.reshape(lead)
+
+
 __all__ = [
     "Decoder", "dot_all", "dot_pairs", "neg_distance_all", "neg_distance_pairs",
-    "complex_neg_distance_all", "complex_neg_distance_pairs",
+    "complex_neg_distance_all", "complex_neg_distance_pairs", "decoder_reads_relations",
+    "fact_queries", "score_facts",
 ]

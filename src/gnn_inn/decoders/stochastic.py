@@ -58,6 +58,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..data.triples import DIRECTIONS
 from ..flows import build_flow, soft_clamp
 from .base import Decoder, neg_distance_all
 from .flow import FlowDecoder
@@ -65,7 +66,6 @@ from .flow import FlowDecoder
 log = logging.getLogger(__name__)
 
 LOG_2PI = math.log(2.0 * math.pi)
-MODES = ("tail", "head")
 
 
 def _check_k(value: Any, key: str) -> int | str:
@@ -238,7 +238,7 @@ class StochasticFlowDecoder(Decoder):
         ``mode='tail'``: ``anchor`` are heads, ``μ = f_r(e_h)``; ``'head'``: tails,
         ``μ = f_r⁻¹(e_t)``.
         """
-        if mode not in MODES:
+        if mode not in DIRECTIONS:
             raise ValueError(f"mode must be 'tail' or 'head', got {mode!r}")
         a = ent[anchor]
         mu, _ = self.mean.transform(a, r, rel, inverse=(mode == "head"))
@@ -365,7 +365,7 @@ class StochasticFlowDecoder(Decoder):
 
     def score_candidates(self, ent, rel, h, r, t, candidates, mode="tail"):
         """Full log-density ``[B, K]`` of ``candidates [B, K]`` replacing the tail or head."""
-        if mode not in MODES:
+        if mode not in DIRECTIONS:
             raise ValueError(f"mode must be 'tail' or 'head', got {mode!r}")
         anchor = h if mode == "tail" else t
         return self.log_prob(ent, rel, anchor, r, candidates, mode)

@@ -32,9 +32,13 @@ ask for them when needed. ``relations=False`` returns no relation embeddings (de
 their own deterministic relation parameters — e.g. a table-conditioned flow decoder).
 
 ``log σ²`` is soft-clamped to ``[logvar_min, logvar_max]`` with
-``m + w · tanh((x − m) / w)`` (``m``, ``w`` the interval's centre and half-width): the variance
-never underflows or explodes, and the gradient never vanishes completely (a hard clamp would
-freeze a coordinate once it left the interval).
+:func:`~gnn_inn.flows.base.soft_clamp`, ``m + w · tanh((x − m) / w)`` (``m``, ``w`` the
+interval's centre and half-width): the variance never underflows or explodes, and the gradient
+never vanishes completely (a hard clamp would freeze a coordinate once it left the interval).
+
+Per-fact draws (:func:`sample_fact_embeddings`) and per-fact KL terms (:func:`fact_kl`) of a
+posterior serve the ELBO (:mod:`gnn_inn.training.elbo`) and predictive sampling
+(:mod:`gnn_inn.evaluation.uncertainty`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from ..flows.base import soft_clamp
 from .base import Encoder
 from .registry import BASE_ENCODERS, build_from
 
@@ -68,17 +73,9 @@ def diag_gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (logvar.exp() + mu * mu - 1.0 - logvar).sum(-1)
 
 
-def soft_clamp(x: Tensor, lo: float, hi: float) -> Tensor:
-    """``m + w · tanh((x − m) / w)`` with ``m = (lo + hi) / 2``, ``w = (hi − lo) / 2``.
-
-    Monotone, identity-like near ``m``, bounded in ``(lo, hi)``; same shape as ``x``.
-    """
-    m, w = 0.5 * (lo + hi), 0.5 * (hi - lo)
-    return m + w * torch.tanh((x - m) / w)
-
-
 def soft_clamp_inverse(y: float, lo: float, hi: float) -> float:
-    """The raw value whose :func:`soft_clamp` is ``y`` (``lo < y < hi``), for initialisation."""
+    """The raw value whose :func:`~gnn_inn.flows.base.soft_clamp` into ``(lo, hi)`` is ``y``
+    (``lo < y < hi``), for initialisation."""
     m, w = 0.5 * (lo + hi), 0.5 * (hi - lo)
     if not lo < y < hi:
         raise ValueError(f"init_logvar={y} must lie strictly inside ({lo}, {hi})")
@@ -137,6 +134,35 @@ class GaussianPosterior:
         rel = (None if self.rel_mu is None
                else reparameterise(self.rel_mu, self.rel_logvar, n, generator))
         return ent, rel
+
+
+def sample_fact_embeddings(post: GaussianPosterior, h: Tensor, r: Tensor, t: Tensor,
+                           n: int | None = None, generator: torch.Generator | None = None
+                           ) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Independent draws of each fact's ``(z_h, z_r, z_t)``: ``[B, d]`` (or ``[n, B, d]``).
+
+    Two facts mentioning the same entity get two independent draws (the LFM structure, and
+    the right marginal for a single fact under LIM as well).
+
+    Args:
+        post: the posterior to draw from.  h, r, t: ``LongTensor[B]``.
+        n: ``None`` for one draw per fact, an int for ``n`` draws (leading dimension).
+        generator: explicit ``torch.Generator`` (see :func:`reparameterise`).
+    """
+    z_h = reparameterise(post.ent_mu[h], post.ent_logvar[h], n, generator)
+    z_t = reparameterise(post.ent_mu[t], post.ent_logvar[t], n, generator)
+    z_r = (None if post.rel_mu is None
+           else reparameterise(post.rel_mu[r], post.rel_logvar[r], n, generator))
+    return z_h, z_r, z_t
+
+
+def fact_kl(post: GaussianPosterior, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+    """Per-fact KL ``KL(h) + KL(r) + KL(t)``, ``[B]`` (relation part only if present)."""
+    kl = (diag_gaussian_kl(post.ent_mu[h], post.ent_logvar[h])
+          + diag_gaussian_kl(post.ent_mu[t], post.ent_logvar[t]))
+    if post.rel_mu is not None:
+        kl = kl + diag_gaussian_kl(post.rel_mu[r], post.rel_logvar[r])
+    return kl
 
 
 # --------------------------------------------------------------------- encoders
@@ -363,5 +389,5 @@ class VariationalEncoder(_GaussianEncoder):
 
 __all__ = [
     "GaussianPosterior", "VariationalEncoder", "VariationalLookupEncoder", "diag_gaussian_kl",
-    "reparameterise", "soft_clamp",
+    "fact_kl", "reparameterise", "sample_fact_embeddings", "soft_clamp_inverse",
 ]

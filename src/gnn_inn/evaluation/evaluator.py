@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..data.triples import DIRECTIONS
 from .metrics import metrics_from_ranks
 from .ranking import POLICIES, compute_dtype, rank_targets
 
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 #: Relation categories (Bordes et al., 2013) accepted by :meth:`EvalResult.per_category`.
 CATEGORIES: tuple[str, ...] = ("1-1", "1-N", "N-1", "N-N")
-DIRECTIONS: tuple[str, ...] = ("head", "tail")
 
 
 class Scorer(Protocol):

@@ -34,11 +34,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..data.triples import DIRECTIONS
 from .evaluator import evaluate
 
 log = logging.getLogger(__name__)
-
-DIRECTIONS = ("tail", "head")
 
 
 @dataclass

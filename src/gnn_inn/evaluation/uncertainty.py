@@ -10,10 +10,13 @@ r"""Uncertainty metrics: selective prediction (precision–coverage) and calibra
 * :func:`link_prediction_confidence` — for filtered link prediction: per query, whether the
   top-1 entity is right, and two confidence measures of that prediction — the magnitude of its
   score (``σ(s)`` under the posterior means) and its sampling variance (forward sampling of
-  the Gaussian embeddings, :func:`gnn_inn.variational.predict_with_uncertainty`).
+  the Gaussian embeddings, :func:`predict_with_uncertainty`).
 * :func:`type_free_negatives` / :func:`triple_classification_calibration` — triple
   classification of test facts against random corruptions (no type constraints; negatives that
   are known facts are redrawn) and the ECE of the predicted probabilities.
+* :func:`predict_with_uncertainty` — predictive mean and variance of fact scores by forward
+  sampling a variational encoder's posterior; :func:`mean_variances` and :func:`frequencies`
+  relate posterior variances to how often an entity or relation occurs.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from ..data.triples import TripleSet, sample_negatives
+from ..decoders.base import score_facts
+from ..encoders.variational import GaussianPosterior, sample_fact_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +140,74 @@ def expected_calibration_error(prob: Tensor, label: Tensor, n_bins: int = 10,
     return float((d["count"][keep] / n * gap).sum())
 
 
+# ------------------------------------------------------------ predictive sampling
+@torch.no_grad()
+def predict_with_uncertainty(model, h: Tensor, r: Tensor, t: Tensor, n_samples: int = 64,
+                             generator: torch.Generator | None = None, *,
+                             probability: bool = False, batch_size: int = 1024
+                             ) -> tuple[Tensor, Tensor]:
+    r"""Predictive mean and variance of each fact's score by forward sampling the embeddings.
+
+    For every query fact ``(h, r, t)``, ``n_samples`` independent draws
+    ``z_h ~ q(z_h), z_r ~ q(z_r), z_t ~ q(z_t)`` are scored; the sample mean and (unbiased)
+    variance of the score — or of ``σ(score)`` with ``probability=True`` — are returned. The
+    encoder's posterior is computed in eval mode (deterministic GNN pass), the mode restored.
+
+    Args:
+        model: a :class:`~gnn_inn.model.LinkPredictor` with a variational encoder.
+        h, r, t: ``LongTensor[B]``.
+        n_samples: draws per fact (≥ 2).
+        generator: explicit ``torch.Generator`` for reproducible draws.
+        probability: moments of ``σ(s)`` instead of ``s``.
+        batch_size: facts per chunk (memory ``≈ n_samples · batch_size · d`` floats).
+
+    Returns:
+        ``(mean [B], variance [B])`` (float32, on the model's device).
+    """
+    enc = model.encoder
+    if not hasattr(enc, "gaussian"):
+        raise ValueError(f"predict_with_uncertainty needs a variational encoder, got "
+                         f"{type(enc).__name__}")
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be ≥ 2 for a variance, got {n_samples}")
+    was = enc.training
+    enc.eval()
+    try:
+        post = enc.gaussian(model.graph)
+    finally:
+        enc.train(was)
+    dev = post.ent_mu.device
+    means, variances = [], []
+    for i in range(0, h.numel(), batch_size):
+        hh, rr, tt = (x[i : i + batch_size].to(dev) for x in (h, r, t))
+        z_h, z_r, z_t = sample_fact_embeddings(post, hh, rr, tt, n_samples, generator)
+        s = score_facts(model.decoder, z_h, z_r, z_t, rr, tt).float()  # [S, B]
+        if probability:
+            s = torch.sigmoid(s)
+        means.append(s.mean(0))
+        variances.append(s.var(0))
+    if not means:
+        e = torch.empty(0, device=dev)
+        return e, e
+    return torch.cat(means), torch.cat(variances)
+
+
+def mean_variances(post: GaussianPosterior) -> tuple[Tensor, Tensor | None]:
+    """Mean variance ``mean_k σ²_k`` of every entity ``[N]`` and relation row ``[R']``."""
+    ent = post.ent_logvar.exp().mean(-1)
+    rel = None if post.rel_logvar is None else post.rel_logvar.exp().mean(-1)
+    return ent, rel
+
+
+def frequencies(triples: Tensor, num_entities: int, num_relations: int
+                ) -> tuple[Tensor, Tensor]:
+    """Occurrence counts in ``triples[M, 3]``: entities ``[N]`` (as head or tail) and relations
+    ``[R]``."""
+    ent = torch.bincount(torch.cat([triples[:, 0], triples[:, 2]]), minlength=num_entities)
+    rel = torch.bincount(triples[:, 1], minlength=num_relations)
+    return ent, rel
+
+
 # ----------------------------------------------------------- model-level helpers
 def type_free_negatives(triples: Tensor, num_entities: int, known: Tensor,
                         generator: torch.Generator | None = None, max_tries: int = 100
@@ -142,8 +217,6 @@ def type_free_negatives(triples: Tensor, num_entities: int, known: Tensor,
     (``known[K, 3]``, e.g. train ∪ valid ∪ test) are redrawn, up to ``max_tries`` rounds
     (a warning is logged for any that are still known facts after that).
     """
-    from ..variational import TripleSet, sample_negatives
-
     triples = torch.as_tensor(triples, dtype=torch.long).cpu()
     num_relations = int(max(int(triples[:, 1].max()) if triples.numel() else 0,
                             int(known[:, 1].max()) if known.numel() else 0)) + 1
@@ -178,8 +251,6 @@ def triple_classification_calibration(model, triples: Tensor, known: Tensor, *,
     Returns ``{"ece_mean", "ece_predictive", "accuracy_mean", "accuracy_predictive",
     "prob_mean" [2M], "prob_predictive" [2M], "label" [2M]}``.
     """
-    from ..variational import predict_with_uncertainty
-
     n = model.encoder.num_entities
     neg = type_free_negatives(triples, n, known, generator)
     facts = torch.cat([torch.as_tensor(triples, dtype=torch.long).cpu(), neg])
@@ -218,8 +289,6 @@ def link_prediction_confidence(model, triples: Tensor, filter_index, *, n_sample
     magnitude* confidence), "variance" [2M] (sampling variance of that fact's score — lower
     means more confident; use ``-variance`` as a confidence), "prediction" [2M]}``.
     """
-    from ..variational import predict_with_uncertainty
-
     triples = torch.as_tensor(triples, dtype=torch.long).cpu()
     was = model.training
     model.eval()
@@ -257,7 +326,8 @@ def link_prediction_confidence(model, triples: Tensor, filter_index, *, n_sample
 
 
 __all__ = [
-    "area_under_precision_coverage", "expected_calibration_error", "link_prediction_confidence",
-    "precision_at_coverage", "precision_coverage", "reliability_diagram",
+    "area_under_precision_coverage", "expected_calibration_error", "frequencies",
+    "link_prediction_confidence", "mean_variances", "precision_at_coverage",
+    "precision_coverage", "predict_with_uncertainty", "reliability_diagram",
     "triple_classification_calibration", "type_free_negatives",
 ]

@@ -175,6 +175,15 @@ class ContextEncoder(nn.Module):
         return context if self.context_dim is not None else None
 
 
-def soft_clamp(x: Tensor, bound: float) -> Tensor:
-    """``bound · tanh(x / bound)``: smooth, identity near 0, ``|·| < bound``."""
-    return bound * torch.tanh(x / bound)
+def soft_clamp(x: Tensor, low: float, high: float | None = None) -> Tensor:
+    """Smooth clamp of ``x`` into ``(low, high)``: ``m + w · tanh((x − m) / w)`` with centre
+    ``m = (low + high) / 2`` and half-width ``w = (high − low) / 2``; same shape as ``x``.
+
+    With one bound, ``soft_clamp(x, c)`` clamps into ``(−c, c)``: ``c · tanh(x / c)``. Monotone,
+    identity-like near ``m``, and its gradient never vanishes completely (a hard clamp would
+    freeze a coordinate once it left the interval).
+    """
+    if high is None:
+        return low * torch.tanh(x / low)
+    m, w = 0.5 * (low + high), 0.5 * (high - low)
+    return m + w * torch.tanh((x - m) / w)

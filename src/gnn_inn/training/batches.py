@@ -14,9 +14,9 @@ from torch import Tensor
 
 @dataclass
 class QueryBatch:
-    """One step's queries. ``kind`` is ``'tail'`` (``a = h``) or ``'head'`` (``a = t``)."""
+    """One step's queries. ``direction`` is ``'tail'`` (``a = h``) or ``'head'`` (``a = t``)."""
 
-    kind: str
+    direction: str
     anchor: Tensor  # [B]
     relation: Tensor  # [B]
     target: Tensor | None = None  # [B] single answer (1vsAll, NS)

@@ -23,6 +23,9 @@ names the file and the global; ``trusted=True`` (CLI ``--trust-checkpoint``) loa
 ``digest`` is the sha256 of every tensor in the checkpoint (key path, dtype, shape and
 bytes, in a fixed order); :func:`load_checkpoint` recomputes it and refuses a file whose
 tensors were altered. Files without a digest (older checkpoints) load with a warning.
+
+:func:`load_trained` rebuilds ``(model, kg, config)`` from a checkpoint (the model from its
+config, the vocabularies checked against the dataset).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ..config import Config
+from ..data import check_vocab
+from ..model import LinkPredictor, load_kg, model_from_config
 
 log = logging.getLogger(__name__)
 
@@ -282,3 +289,28 @@ def finite_or_none(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [finite_or_none(v) for v in obj]
     return obj
+
+
+def load_trained(checkpoint: str | Path, *, data_dir: str | None = None,
+                 map_location: str = "cpu", trusted: bool = False
+                 ) -> tuple[LinkPredictor, Any, Config]:
+    """Rebuild ``(model, kg, config)`` from a checkpoint; the vocabularies must match.
+
+    ``trusted``: see :func:`~gnn_inn.training.checkpoint.load_checkpoint`. A warning names the
+    split files that differ from those the checkpoint was trained with (when it recorded them).
+    """
+    ckpt = load_checkpoint(checkpoint, map_location=map_location, trusted=trusted)
+    config = Config.from_dict(ckpt["config"], source=str(checkpoint))
+    kg = load_kg(config, data_dir)
+    check_vocab(ckpt["vocab"], kg, source=str(checkpoint))
+    saved, now = ckpt.get("data_fingerprint"), getattr(kg, "fingerprint", None)
+    if saved and now:
+        differ = sorted(s for s in set(saved) | set(now) if saved.get(s) != now.get(s))
+        if differ:
+            log.warning("%s: the dataset's %s file(s) differ from those the checkpoint was "
+                        "trained with (sha256); results are not comparable with its run",
+                        checkpoint, ", ".join(f"{s}.txt" for s in differ))
+    model = model_from_config(config, kg)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, kg, config

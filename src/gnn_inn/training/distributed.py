@@ -149,10 +149,6 @@ class DistContext:
             self.owns_group = False
 
     # -------------------------------------------------------------- helpers
-    def shard(self, n: int) -> tuple[int, int]:
-        """This rank's ``[start, end)`` of ``n`` items (:func:`shard_range`)."""
-        return shard_range(n, self.rank, self.world_size)
-
     def _comm_device(self) -> torch.device:
         return self._device if self.backend == "nccl" else torch.device("cpu")
 

@@ -26,7 +26,7 @@ of the valid *heads* of relation ``r`` and ``type_ranges[r, 1]`` that of its val
   and those of a head query from its head range (``start + ⌊u · (end − start)⌋``, ``u ~ U[0,
   1)``), as OGB's own biokg baselines do;
 * ``1vsall`` / ``kvsall`` score all entities as before but treat the out-of-type ones as
-  impossible: their logits are ``−∞`` in the softmax (:func:`mask_out_of_type`), and they are
+  impossible: their logits are ``−∞`` in the softmax (:func:`softmax_loss`), and they are
   left out of the BCE sum (the ``−∞``-logit limit of a 0 target, written NaN-free), whose mean
   and label smoothing ``ε / count`` then run over the query's in-type candidates only.
 
@@ -141,27 +141,20 @@ def sample_in_ranges(start: Tensor, end: Tensor, k: int, generator: torch.Genera
     return start.unsqueeze(-1) + torch.minimum(off, count - 1)
 
 
-def type_candidate_mask(type_ranges: Tensor, relation: Tensor, kind: str,
+def type_candidate_mask(type_ranges: Tensor, relation: Tensor, direction: str,
                         num_entities: int) -> Tensor:
-    """``BoolTensor[B, N]``: entity ``e`` is a valid answer of query ``b`` of ``kind``.
+    """``BoolTensor[B, N]``: entity ``e`` is a valid answer of query ``b`` of ``direction``.
 
     Args:
         type_ranges: ``LongTensor[R, 2, 2]``.
         relation: ``LongTensor[B]`` relation of each query.
-        kind: ``'tail'`` (answers in the tail range) or ``'head'``.
+        direction: ``'tail'`` (answers in the tail range) or ``'head'``.
         num_entities: ``N``.
     """
-    side = 1 if kind == "tail" else 0
+    side = 1 if direction == "tail" else 0
     rng = type_ranges.to(relation.device)[relation, side]  # [B, 2]
     cols = torch.arange(num_entities, device=relation.device)
     return (cols >= rng[:, :1]) & (cols < rng[:, 1:])
-
-
-def mask_out_of_type(logits: Tensor, type_ranges: Tensor, relation: Tensor,
-                     kind: str) -> Tensor:
-    """``logits [B, N]`` with ``-inf`` at the entities outside query ``b``'s type range."""
-    ok = type_candidate_mask(type_ranges, relation.to(logits.device), kind, logits.shape[1])
-    return logits.masked_fill(~ok, float("-inf"))
 
 
 def resolve_type_ranges(kg, type_constrained: bool | None, *, loss_name: str,
@@ -299,7 +292,7 @@ def self_adversarial_loss(s_pos: Tensor, s_neg: Tensor, mask: Tensor | None = No
 def _score_all(model, batch: QueryBatch, ent: Tensor, rel: Tensor | None) -> Tensor:
     """``[B, N]`` decoder scores of the batch's queries against every entity."""
     dec = model.decoder
-    if batch.kind == "tail":
+    if batch.direction == "tail":
         return dec.score_tails(ent, rel, batch.anchor, batch.relation)
     return dec.score_heads(ent, rel, batch.relation, batch.anchor)
 
@@ -326,19 +319,12 @@ class Loss:
     def __call__(self, model, batch: QueryBatch, ent: Tensor, rel: Tensor | None) -> Tensor:
         raise NotImplementedError
 
-    def logits(self, model, batch, ent, rel) -> Tensor:
-        """``[B, N]`` scores of the batch's queries, ``-inf`` outside the type range."""
-        logits = _score_all(model, batch, ent, rel)
-        if self.type_ranges is None:
-            return logits
-        return mask_out_of_type(logits, self.type_ranges, batch.relation, batch.kind)
-
     def _ok(self, batch: QueryBatch, logits: Tensor) -> Tensor | None:
         """``BoolTensor[B, N]`` in-type candidates of the batch's queries, ``None`` untyped."""
         if self.type_ranges is None:
             return None
         return type_candidate_mask(self.type_ranges, batch.relation.to(logits.device),
-                                   batch.kind, logits.shape[1])
+                                   batch.direction, logits.shape[1])
 
 
 class KvsAllLoss(Loss):
@@ -365,13 +351,13 @@ class KvsAllLoss(Loss):
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size]
             step = []
-            for kind, sel, q in (("tail", idx[idx < nt], self.tail_q),
+            for direction, sel, q in (("tail", idx[idx < nt], self.tail_q),
                                  ("head", idx[idx >= nt] - nt, self.head_q)):
                 if sel.numel() == 0:
                     continue
                 a, r, offsets, ans = q
                 rows, cols = gather_csr(sel, offsets, ans)
-                step.append(QueryBatch(kind, a[sel], r[sel], rows=rows, cols=cols))
+                step.append(QueryBatch(direction, a[sel], r[sel], rows=rows, cols=cols))
             yield step
 
     def __call__(self, model, batch, ent, rel):
@@ -460,14 +446,14 @@ class NegativeSamplingLoss(Loss):
         a, r, pos = batch.anchor.to(dev), batch.relation.to(dev), batch.target.to(dev)
         neg = batch.other.to(dev)
         cand = torch.cat([pos.unsqueeze(1), neg], dim=1)
-        if batch.kind == "tail":
+        if batch.direction == "tail":
             s = dec.score_candidates(ent, rel, a, r, pos, cand, "tail")
         else:
             s = dec.score_candidates(ent, rel, pos, r, a, cand, "head")
         s = s.float()
         mask = None
         if self.filter_negatives:
-            mask = ~self.known.contains_answers(a, r, neg, batch.kind)
+            mask = ~self.known.contains_answers(a, r, neg, batch.direction)
         return self_adversarial_loss(s[:, 0], s[:, 1:], mask, self.alpha).mean()
 
 
@@ -528,7 +514,7 @@ class FlowNLLLoss(OneVsAllLoss):
                              f"'stochastic_flow'), got {type(dec).__name__}; use '1vsall'")
         target = batch.target.to(ent.device)
         terms = dec.density_terms(ent, rel, batch.anchor.to(ent.device),
-                                  batch.relation.to(ent.device), target, batch.kind)
+                                  batch.relation.to(ent.device), target, batch.direction)
         scores = terms["candidate_scores"].float()
         loss = F.cross_entropy(scores, torch.zeros_like(target))
         if self.gaussian_weight:
@@ -541,5 +527,5 @@ class FlowNLLLoss(OneVsAllLoss):
 LOSSES["flow_nll"] = FlowNLLLoss
 
 
-# variational embeddings (LIM / LFM): estimator in gnn_inn.variational, loss in .elbo
+# variational embeddings (LIM / LFM): estimator and loss in .elbo
 LOSSES["elbo"] = ELBOLoss

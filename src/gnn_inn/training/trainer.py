@@ -46,6 +46,7 @@ from ..data import check_vocab
 from ..data.triples import edges_outside
 from ..decoders.certificate import certify
 from ..evaluation import evaluate, evaluate_ogb, metrics_from_ranks
+from ..model import load_kg, model_from_config
 from .capabilities import check_combination
 from .checkpoint import finite_or_none, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistContext, shard_query_batch
@@ -559,7 +560,7 @@ def _positives(b) -> Tensor:
         ans = b.cols
     else:
         a, r, ans = b.anchor, b.relation, b.target
-    if b.kind == "tail":
+    if b.direction == "tail":
         return torch.stack([a, r, ans], 1)
     return torch.stack([ans, r, a], 1)
 
@@ -569,3 +570,12 @@ def _to(b, device):
         return b
     return b.__class__(**{k: (v.to(device) if isinstance(v, Tensor) else v)
                           for k, v in vars(b).items()})
+
+
+def trainer_from_config(config: Config, kg=None, *, data_dir: str | None = None,
+                        out_dir: str | Path | None = None, quiet: bool = False) -> Trainer:
+    """A :class:`Trainer` for ``config``: loads the dataset unless ``kg`` is given, builds the
+    model (:func:`~gnn_inn.model.model_from_config`)."""
+    kg = kg if kg is not None else load_kg(config, data_dir)
+    model = model_from_config(config, kg)
+    return Trainer(model=model, kg=kg, config=config, out_dir=out_dir, quiet=quiet)
