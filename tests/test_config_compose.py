@@ -155,6 +155,20 @@ def test_train_takes_several_config_files(tmp_path, monkeypatch):
     assert _canon(seen["config"].to_dict()) == _canon(RECORDED["kinship_none_transe.yaml"])
 
 
+def test_config_paths_named_in_the_project_load():
+    """Every ``configs/....yaml`` the README, Makefile, scripts and campaigns name is a file or a
+    former name ``configs/former.yaml`` lists."""
+    import re
+
+    texts = [ROOT / "README.md", ROOT / "Makefile", *(ROOT / "scripts").rglob("*.py"),
+             *(ROOT / "scripts").rglob("*.yaml")]
+    named = {m for p in texts if p.is_file()
+             for m in re.findall(r"configs/[\w./-]+?\.yaml", p.read_text(encoding="utf-8"))}
+    assert "configs/quickstart.yaml" in named
+    for path in sorted(named):
+        assert (ROOT / path).is_file() or Path(path).name in FORMER, path
+
+
 # ------------------------------------------------------------------ every model builds
 #: relation counts of the datasets (a random stand-in graph has as many)
 NUM_RELATIONS = {"umls": 46, "nations": 55, "kinship": 25, "fb15k-237": 237, "wn18rr": 11,
