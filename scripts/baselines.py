@@ -2,8 +2,9 @@
 
     python scripts/baselines.py --datasets umls nations --decoders distmult complex
 
-Runs ``configs/<dataset>_none_<decoder>.yaml`` unchanged for every pair, prints one JSON line
-per run and a Markdown table (test MRR / H@1 / H@10 filtered, realistic ties; wall seconds).
+Runs ``configs/<dataset>_none_<decoder>.yaml`` (the pieces ``configs/former.yaml`` lists for
+it) unchanged for every pair, prints one JSON line per run and a Markdown table (test MRR /
+H@1 / H@10 filtered, realistic ties; wall seconds).
 """
 
 from __future__ import annotations

@@ -8,18 +8,18 @@ python scripts/campaign.py SPEC --commit                         # git-commit ea
 python scripts/campaign.py SPEC --tables                         # rewrite the tables only
 ```
 
-A campaign file names a dataset (and optionally a campaign id, default the dataset, which names
-the results folder and table), a default budget (seconds of training; evaluation is not
-counted, for either side) and thread count, and its runs: a project config plus ``--set``
-overrides, or a PyKEEN experiment file shipped with PyKEEN plus overrides. Each run trains in a
-fresh child process (peak RSS from the kernel, threads pinned), in ``runs/campaign/<campaign>/
-<name>/``; a rerun skips finished runs and continues unfinished ones from their ``last.pt``
-(the training clock is saved in the checkpoint, so a budget is never spent twice). Each finished
-run writes ``docs/results/<campaign>/<name>.json`` (resolved config, machine, load, budget,
-epochs, valid / test metrics, head / tail, per category and per relation) and the tables in
+A campaign file names a dataset (and optionally a campaign id, default the dataset, which names the
+results folder and table), a default budget (seconds of training; evaluation is not counted, for
+either side) and thread count, and its runs: a project config (a file, or a list of config pieces
+merged in order) plus ``--set`` overrides, or a PyKEEN experiment file shipped with PyKEEN plus
+overrides. Each run trains in a fresh child process (peak RSS from the kernel, threads pinned), in
+``runs/campaign/<campaign>/<name>/``; a rerun skips finished runs and continues unfinished ones from
+their ``last.pt`` (the training clock is saved in the checkpoint, so a budget is never spent twice).
+Each finished run writes ``docs/results/<campaign>/<name>.json`` (resolved config, machine, load,
+budget, epochs, valid / test metrics, head / tail, per category and per relation) and the tables in
 ``docs/results/<campaign>.md`` are regenerated from all JSON files of that campaign; a run's
-``reference`` (published numbers, with their ``source``) is printed beside it. Every
-contender, ours and PyKEEN's, is ranked by the same evaluator (filtered, realistic ties).
+``reference`` (published numbers, with their ``source``) is printed beside it. Every contender, ours
+and PyKEEN's, is ranked by the same evaluator (filtered, realistic ties).
 """
 
 from __future__ import annotations
@@ -67,8 +67,11 @@ def load_spec(path: str | Path) -> dict:
         if not isinstance(run["budget"], (int, float)) or run["budget"] <= 0:
             raise SystemExit(f"{where} ({run['name']}): budget must be a positive number of "
                              f"seconds, got {run['budget']!r}")
-        if run["kind"] == "gnn_inn" and not (ROOT / run["config"]).is_file():
-            raise SystemExit(f"{where} ({run['name']}): no config file {run['config']}")
+        if run["kind"] == "gnn_inn":
+            files = run["config"] if isinstance(run["config"], list) else [run["config"]]
+            for f in files:
+                if not (ROOT / f).is_file():
+                    raise SystemExit(f"{where} ({run['name']}): no config file {f}")
     spec.setdefault("data_dir", None)
     spec.setdefault("campaign", spec["dataset"])
     return spec
@@ -103,7 +106,8 @@ def child_gnn_inn(run: dict, out: Path, data_dir: str | None) -> dict:
     from gnn_inn.training import trainer_from_config
 
     overrides = [*run["set"], f"train.time_budget={run['budget']}"]
-    cfg = Config.load(ROOT / run["config"], overrides)
+    files = run["config"] if isinstance(run["config"], list) else [run["config"]]
+    cfg = Config.load([ROOT / f for f in files], overrides)
     if cfg.dataset.name != run["dataset"]:
         raise SystemExit(f"{run['name']}: {run['config']} trains on {cfg.dataset.name!r}, but "
                          f"the campaign is on {run['dataset']!r}")

@@ -159,10 +159,11 @@ def _registry_configs() -> dict[str, dict]:
     """Shipped small-dataset configs (+ the GNN variational encoder, which no shipped config
     uses): together they name every decoder, flow and encoder of the registries (checked by
     the test below)."""
-    paths = sorted([*ROOT.glob("configs/nations_*.yaml"),
-                    ROOT / "configs" / "synthetic_none_stochastic_flow.yaml"])
-    out = {p.name: yaml.safe_load(p.read_text()) for p in paths}
-    vgnn = yaml.safe_load((ROOT / "configs" / "nations_variational_distmult_lim.yaml").read_text())
+    former = yaml.safe_load((ROOT / "configs" / "former.yaml").read_text())
+    names = sorted([*(n for n in former if n.startswith("nations_")),
+                    "synthetic_none_stochastic_flow.yaml"])
+    out = {n: Config.load(ROOT / "configs" / n).to_dict() for n in names}
+    vgnn = Config.load(ROOT / "configs" / "nations_variational_distmult_lim.yaml").to_dict()
     vgnn["model"]["encoder"] = {"name": "variational_gnn", "base": "rgcn"}
     out["variational_gnn"] = vgnn
     return out

@@ -1,8 +1,9 @@
 """The ``gnn-inn`` command.
 
 ```
-gnn-inn train --config FILE [--set key=value ...] [--out DIR] [--data-dir DIR]
+gnn-inn train --config FILE [FILE ...] [--set key=value ...] [--out DIR] [--data-dir DIR]
               [--resume | --overwrite]
+gnn-inn config FILE [FILE ...] [--set key=value ...]         (print the resolved config)
 torchrun --standalone --nproc_per_node N -m gnn_inn.cli train ...  (data-parallel training)
 gnn-inn evaluate CHECKPOINT [--split test]
 gnn-inn stats DATASET [--data-dir DIR]
@@ -69,7 +70,8 @@ def cmd_train(args) -> int:
     from .training.run_dir import check_run_dir, clear_run_files, run_lock
 
     config = Config.load(args.config, args.set)
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    out = Path(args.out) if args.out else Path("runs") / "+".join(Path(c).stem
+                                                                 for c in args.config)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 owns the folder
         return _train(args, config, out)
     check_run_dir(out, resume=args.resume, overwrite=args.overwrite)
@@ -111,6 +113,15 @@ def _train(args, config, out: Path) -> int:
     print(f"results written to {out / 'results.json'} "
           f"({res['epochs']} epochs, {res['train_seconds']:.1f} s)")
     print(_fmt(res["test"]))
+    return 0
+
+
+def cmd_config(args) -> int:
+    """Print the settings a run of these config files would use (bases, files and ``--set``
+    merged, defaults filled in) as YAML."""
+    from .config import Config, dump_yaml
+
+    sys.stdout.write(dump_yaml(Config.load(args.configs, args.set)))
     return 0
 
 
@@ -315,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model from a YAML config")
-    t.add_argument("--config", required=True, help="YAML config file")
+    t.add_argument("--config", required=True, action="extend", nargs="+", metavar="FILE",
+                   help="YAML config file; several (or --config repeated) merge in order")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=0.01 (repeatable)")
     t.add_argument("--out", help="output folder (default runs/<config name>)")
@@ -326,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the run in OUT (its checkpoints, metrics and results)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
+
+    cf = sub.add_parser("config", help="print the resolved config as YAML")
+    cf.add_argument("configs", nargs="+", metavar="CONFIG",
+                    help="YAML config files, merged in order")
+    cf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key (repeatable)")
+    cf.set_defaults(func=cmd_config)
 
     e = sub.add_parser("evaluate", help="filtered ranking metrics of a checkpoint")
     e.add_argument("checkpoint")

@@ -18,6 +18,15 @@ Unknown keys are errors that name the key path (and the file), never silently ig
 A key given twice in one mapping is an error (YAML would silently keep the last one); numbers
 written ``1e6`` / ``1.5e-3`` are floats (YAML 1.2; YAML 1.1 reads them as strings); every
 numeric setting is checked for type and range (:func:`validate`).
+
+A file may start from pieces: ``base: [data/umls.yaml, model/none_flow_rotation.yaml,
+train/small.yaml]`` (each path relative to the file's folder or to the ``configs`` folder above
+it). The bases are merged in order, then the file's own keys, then ``--set`` overrides; several
+``--config`` files are merged the same way, in order. Merging is deep for mappings, except that a
+part spec given with another ``name`` (``model.decoder: {name: transe}`` over
+``{name: flow, ...}``) replaces the earlier spec instead of inheriting its options. Bases may have
+bases; a cycle is an error naming the chain. Every piece is parsed with the same YAML rules and
+its keys are checked on their own, so an error names the piece that holds the key.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -158,32 +168,150 @@ class Config:
         return config
 
     @classmethod
-    def load(cls, path: str | Path, overrides: list[str] | None = None) -> Config:
-        path = Path(path)
-        if path.is_dir():
-            raise ConfigError(f"--config {path}: is a folder; name a YAML config file")
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not a UTF-8 text file ({e.reason}); a config is "
-                              "YAML") from None
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read the config ({e.strerror or e})") from None
-        data = load_yaml(text, source=str(path))
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    def load(cls, path: str | Path | Sequence[str | Path],
+             overrides: list[str] | None = None) -> Config:
+        """Load one config file, or several merged in order, then apply ``overrides``.
+
+        Each file's ``base:`` pieces are merged before its own keys (module docstring).
+        """
+        paths = [path] if isinstance(path, (str, Path)) else list(path)
+        if not paths:
+            raise ConfigError("no config file given")
+        data: dict[str, Any] = {}
+        for p in paths:
+            for piece in former_pieces(p) or [p]:
+                merge(data, load_data(piece))
         apply_overrides(data, overrides or [])
-        return cls.from_dict(data, source=str(path))
+        source = " + ".join(str(p) for p in paths)
+        return cls.from_dict(data, source=source)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def dump(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def _read_mapping(path: Path, *, referrer: str | None = None) -> dict[str, Any]:
+    """Parse one YAML file (project rules) that must hold a mapping (``{}`` if empty)."""
+    if path.is_dir():
+        what = f"{referrer}: base {path}" if referrer else f"--config {path}"
+        raise ConfigError(f"{what}: is a folder; name a YAML config file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({e.reason}); a config is "
+                          "YAML") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror or e})") from None
+    data = load_yaml(text, source=str(path))
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _configs_root(path: Path) -> Path | None:
+    """The nearest folder named ``configs`` holding ``path`` (``None`` if there is none)."""
+    for parent in path.resolve().parents:
+        if parent.name == "configs":
+            return parent
+    return None
+
+
+def _find_base(entry: Any, referrer: Path) -> Path:
+    """The file a ``base:`` entry of ``referrer`` names: relative to ``referrer``'s folder,
+    else to the ``configs`` folder above it."""
+    if not isinstance(entry, str) or not entry.strip():
+        raise ConfigError(f"{referrer}: base entries must be file paths, got {entry!r}")
+    rel = Path(entry)
+    if rel.is_absolute():
+        candidates = [rel]
+    else:
+        candidates = [referrer.parent / rel]
+        root = _configs_root(referrer)
+        if root is not None:
+            candidates.append(root / rel)
+    for c in candidates:
+        if c.is_file() or c.is_dir():
+            return c
+    looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
+    raise ConfigError(f"{referrer}: base {entry!r} not found (looked for {looked})")
+
+
+#: the file beside the configs that names each config file of earlier releases by its pieces
+FORMER = "former.yaml"
+
+
+def former_pieces(path: str | Path) -> list[Path] | None:
+    """The pieces of a former config file: ``configs/umls_none_complex.yaml``, no longer a
+    file, is ``[configs/data/umls.yaml, configs/model/none_complex.yaml, ...]`` as
+    ``configs/former.yaml`` lists it; ``None`` if ``path`` exists or is not listed there."""
+    path = Path(path)
+    table = path.parent / FORMER
+    if path.exists() or path.name == FORMER or not table.is_file():
+        return None
+    names = _read_mapping(table)
+    pieces = names.get(path.name)
+    if pieces is None:
+        return None
+    if not isinstance(pieces, list) or not all(isinstance(x, str) for x in pieces):
+        raise ConfigError(f"{table}: {path.name} must list config files, got {pieces!r}")
+    return [path.parent / x for x in pieces]
+
+
+def load_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The settings of one config file with its ``base:`` pieces merged in (defaults not
+    filled in). Each file's own keys are checked for unknown names and types, with its name
+    in the message; a ``base`` cycle is refused naming the chain."""
+    path = Path(path)
+    key = path.resolve()
+    if key in _chain:
+        names = [str(p) for p in (*_chain[_chain.index(key):], key)]
+        raise ConfigError(f"base cycle: {' -> '.join(names)}")
+    data = _read_mapping(path, referrer=str(_chain[-1]) if _chain else None)
+    bases = data.pop("base", None)
+    if bases is None:
+        bases = []
+    elif isinstance(bases, str):
+        bases = [bases]
+    elif not isinstance(bases, list):
+        raise ConfigError(f"{path}: base must be a file path or a list of them, got {bases!r}")
+    _build(Config, data, prefix="", source=str(path))  # unknown keys / types, named by file
+    merged: dict[str, Any] = {}
+    for entry in bases:
+        merge(merged, load_data(_find_base(entry, path), (*_chain, key)))
+    return merge(merged, data)
+
+
+def merge(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``other`` into ``into`` in place and return it: mappings recursively, anything
+    else replaced; a mapping whose ``name`` differs from the one it meets replaces it whole (a
+    different part does not inherit the options of the one it replaces)."""
+    for k, v in other.items():
+        old = into.get(k)
+        if (isinstance(old, dict) and isinstance(v, dict)
+                and not ("name" in old and "name" in v and old["name"] != v["name"])):
+            merge(old, v)
+        else:
+            into[k] = _copy(v)
+    return into
+
+
+def _copy(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _copy(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_copy(x) for x in v]
+    return v
+
+
+def dump_yaml(config: Config) -> str:
+    """The resolved settings as YAML text (what ``gnn-inn config`` prints)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
