@@ -9,7 +9,7 @@ from gnn_inn.config import Config, ConfigError
 from gnn_inn.data import load_dataset
 from gnn_inn.experiment import trainer_from_config
 from gnn_inn.training import sampling
-from gnn_inn.training.trainer import clip_grad_norm
+from gnn_inn.training.optim import clip_grad_norm
 
 needs_backend = pytest.mark.skipif(sampling.sampling_backend() is None,
                                    reason="no torch-sparse / pyg-lib")

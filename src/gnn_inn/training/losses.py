@@ -48,6 +48,7 @@ from torch import Tensor
 
 from ..config import ConfigError
 from ..data.triples import TripleSet
+from ..registry import resolve
 from .batches import QueryBatch, gather_csr, unique_queries
 from .elbo import ELBOLoss
 
@@ -478,12 +479,18 @@ LOSSES: dict[str, type[Loss]] = {
 }
 
 
-def build_loss(name: str, train: Tensor, num_entities: int, num_relations: int, **kwargs) -> Loss:
-    try:
-        cls = LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(LOSSES)}") from None
-    return cls(train, num_entities, num_relations, **kwargs)
+def build_loss(name: str, train: Tensor, num_entities: int, num_relations: int, *,
+               type_ranges: Tensor | None = None, **kwargs) -> Loss:
+    """Build the loss registered as ``name`` (see :data:`LOSSES`) on the train triples.
+
+    ``kwargs`` are the loss's own options (``train.loss`` minus ``name``); an unknown name or
+    option raises ``ValueError`` listing the accepted ones (:func:`gnn_inn.registry.resolve`).
+    ``train [M, 3]``, ``num_entities``, ``num_relations`` and ``type_ranges`` (``[R, 2, 2]``
+    type-constrained candidates, passed to losses that take them) come from the graph and
+    are never reported as options.
+    """
+    return resolve("loss", LOSSES, name, train, num_entities, num_relations, options=kwargs,
+                   offered={} if type_ranges is None else {"type_ranges": type_ranges})
 
 
 class FlowNLLLoss(OneVsAllLoss):
