@@ -52,6 +52,14 @@ class Decoder(nn.Module):
     #: Whether training-mode scores normalise with batch statistics (batch norm): then each
     #: ``torchrun`` rank normalises its own slice and 2 processes differ from 1.
     batch_statistics: bool = False
+    #: Whether relations act as invertible flows ``f_r``: ``transform(x, r, rel, inverse)``,
+    #: per-relation ``patterns``, :meth:`pattern_table` and :meth:`composition_rules` (the
+    #: trainer reports them; :func:`~gnn_inn.decoders.certificate.certify` checks them).
+    relation_flows: bool = False
+    #: Whether :meth:`density_terms` gives a normalised density (what ``flow_nll`` trains).
+    density: bool = False
+    #: Whether :meth:`sample_entities` draws answers (``gnn-inn sample``, many-answer metrics).
+    samples_entities: bool = False
 
     def __init__(
         self, *, num_relations: int, dim: int, rel_dim: int | None = None,
@@ -168,6 +176,26 @@ class Decoder(nn.Module):
     def score(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         """Scores ``[B]`` of the triples ``(h, r, t)`` (tail direction)."""
         return self.score_candidates(ent, rel, h, r, t, t.unsqueeze(1), "tail").squeeze(1)
+
+    # ------------------------------------------ behind the capability flags above
+    def pattern_table(self) -> list[str]:
+        """One pattern string per relation (decoders with :attr:`relation_flows`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no relation patterns")
+
+    def composition_rules(self) -> list[dict]:
+        """The composition ties, one dict per composed relation (:attr:`relation_flows`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no relation patterns")
+
+    def density_terms(self, ent: Tensor, rel: Tensor | None, anchor: Tensor, r: Tensor,
+                      target: Tensor, mode: str) -> dict[str, Tensor]:
+        """The terms of the ``flow_nll`` loss (decoders with :attr:`density`)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no density")
+
+    def sample_entities(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, n: int,
+                        generator: torch.Generator | None = None, *, mode: str = "tail",
+                        temperature: float = 1.0) -> Tensor:
+        """``LongTensor[B, n]`` sampled answers (decoders with :attr:`samples_entities`)."""
+        raise NotImplementedError(f"{type(self).__name__} is deterministic and cannot sample")
 
     def extra_repr(self) -> str:
         return f"num_relations={self.num_relations}, dim={self.dim}"

@@ -124,6 +124,7 @@ class FlowDecoder(Decoder):
     """
 
     head_queries = "inverse"
+    relation_flows = True
 
     def __init__(
         self, *, num_relations: int, dim: int, flow: str | dict[str, Any] = "affine_coupling",

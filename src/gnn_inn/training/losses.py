@@ -92,11 +92,10 @@ def kg_type_ranges(kg) -> Tensor | None:
     Type indices follow ``kg.entity_type_names`` when the graph has it, else the order of
     ``entity_type_ranges``.
     """
-    rel_types = getattr(kg, "relation_types", None)
-    ranges = getattr(kg, "entity_type_ranges", None)
+    rel_types, ranges = kg.relation_types, kg.entity_type_ranges
     if rel_types is None or not ranges:
         return None
-    names = list(getattr(kg, "entity_type_names", None) or ranges)
+    names = list(kg.entity_type_names or ranges)
     return relation_type_ranges(rel_types, [ranges[n] for n in names], kg.num_entities)
 
 
@@ -190,7 +189,7 @@ def resolve_type_ranges(kg, type_constrained: bool | None, *, loss_name: str,
         if type_constrained:
             raise ConfigError(f"train.loss.type_constrained: true needs a typed graph "
                               f"(relation_types and entity_type_ranges, e.g. ogbl-biokg); "
-                              f"{getattr(kg, 'name', 'this graph')} has none")
+                              f"{kg.name} has none")
         return None
     if not supported:
         if type_constrained:
@@ -530,7 +529,7 @@ class FlowNLLLoss(OneVsAllLoss):
 
     def __call__(self, model, batch, ent, rel):
         dec = model.decoder
-        if not hasattr(dec, "density_terms"):
+        if not dec.density:
             raise ValueError(f"loss 'flow_nll' needs a density decoder (decoder "
                              f"'stochastic_flow'), got {type(dec).__name__}; use '1vsall'")
         target = batch.target.to(ent.device)

@@ -208,7 +208,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "config": self.config.to_dict(),
             "vocab": self.kg.vocab_dict(),
-            "data_fingerprint": getattr(self.kg, "fingerprint", None),
+            "data_fingerprint": self.kg.fingerprint,
         }
 
     def save(self, name: str) -> None:
@@ -335,7 +335,7 @@ class Trainer:
         triples = getattr(self.kg, split)
         self.model.eval()
         with torch.no_grad():
-            if getattr(self.kg, "ogb_candidates", None):
+            if self.kg.ogb_candidates:
                 return evaluate_ogb(self.model, self.kg, split,
                                     batch_size=self.config.eval.batch_size,
                                     progress=not self.quiet)
@@ -419,14 +419,13 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "device": str(self.device),
         }
-        patterns = getattr(self.kg, "relation_patterns", None)
+        patterns = self.kg.relation_patterns
         if patterns:
             res["test_per_pattern"] = per_pattern(test, patterns)
         decoder = self.model.decoder
-        if hasattr(decoder, "pattern_table"):
+        if decoder.relation_flows:
             res["relation_patterns"] = dict(zip(self.kg.relation_names, decoder.pattern_table()))
-            if getattr(decoder, "composition_rules", None) is not None:
-                res["composition_rules"] = decoder.composition_rules()
+            res["composition_rules"] = decoder.composition_rules()
             res["certificate"] = certify(self.model, per_relation=64, jacobian_samples=4)
         if self.out_dir is not None:
             (self.out_dir / "results.json").write_text(
