@@ -40,11 +40,10 @@ def build_decoder(name: str, *, num_relations: int, dim: int, num_entities: int 
     constructor takes them (per-entity biases, patterns chosen from data); they are never
     reported as options.
     """
-    offered = {"num_entities": num_entities, "train_triples": train_triples,
-               "relation_names": relation_names}
     return resolve("decoder", DECODERS, name, options=kwargs,
                    supplied={"num_relations": num_relations, "dim": dim},
-                   offered={k: v for k, v in offered.items() if v is not None})
+                   offered={"num_entities": num_entities, "train_triples": train_triples,
+                            "relation_names": relation_names})
 
 
 __all__ = [

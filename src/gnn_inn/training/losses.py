@@ -489,7 +489,7 @@ def build_loss(name: str, train: Tensor, num_entities: int, num_relations: int, 
     are never reported as options.
     """
     return resolve("loss", LOSSES, name, train, num_entities, num_relations, options=kwargs,
-                   offered={} if type_ranges is None else {"type_ranges": type_ranges})
+                   offered={"type_ranges": type_ranges})
 
 
 class FlowNLLLoss(OneVsAllLoss):
