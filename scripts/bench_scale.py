@@ -122,6 +122,11 @@ def hwm_mb() -> float | None:
 class ScaledKG:
     """Just what the trainer needs of a knowledge graph, without 2.5M entity-name strings."""
 
+    # the optional attributes KnowledgeGraph declares: an untyped graph, no OGB candidates
+    fingerprint = ogb_name = ogb_candidates = relation_patterns = None
+    entity_type_ranges = relation_types = None
+    entity_type_names = ()
+
     def __init__(self, scale: float, seed: int = 0) -> None:
         g = torch.Generator().manual_seed(seed)
         self.name = f"wikikg2-like x{scale:g}"

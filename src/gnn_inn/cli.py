@@ -255,7 +255,7 @@ def cmd_sample(args) -> int:
     model, kg, _ = load_trained(args.checkpoint, data_dir=args.data_dir,
                                 trusted=args.trust_checkpoint)
     dec = model.decoder
-    if not hasattr(dec, "sample_entities"):
+    if not dec.samples_entities:
         raise ValueError(f"decoder {type(dec).__name__} is deterministic and cannot sample; "
                          "use a 'stochastic_flow' checkpoint (or 'predict' for a ranking)")
     ent_id = {n: i for i, n in enumerate(kg.entity_names)}

@@ -126,9 +126,7 @@ def build_model(
     ``relation_source="encoder"`` unless the decoder spec says otherwise. Decoders whose
     constructor takes ``num_entities`` (e.g. ConvE's per-entity bias) get it.
     """
-    import inspect
-
-    from .decoders import DECODERS, build_decoder
+    from .decoders import build_decoder
     from .encoders import build_encoder
 
     enc_kwargs = dict(encoder)
@@ -138,14 +136,10 @@ def build_model(
     )
     dec_kwargs = dict(decoder)
     dec_name = dec_kwargs.pop("name")
-    if getattr(enc, "provides_relations", False):
+    if enc.provides_relations:
         dec_kwargs.setdefault("relation_source", "encoder")
-    dec_cls = DECODERS.get(dec_name)
-    if dec_cls is not None and "num_entities" in inspect.signature(dec_cls.__init__).parameters:
-        dec_kwargs.setdefault("num_entities", num_entities)
-    dec = build_decoder(
-        dec_name, num_relations=num_relations, dim=getattr(enc, "dim", dim), **dec_kwargs
-    )
+    dec_kwargs.setdefault("num_entities", num_entities)
+    dec = build_decoder(dec_name, num_relations=num_relations, dim=enc.dim, **dec_kwargs)
     return LinkPredictor(encoder=enc, decoder=dec, graph=graph)
 
 

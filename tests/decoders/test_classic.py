@@ -104,9 +104,10 @@ def test_encoder_relations_replace_own_table(name):
 
 
 def test_unknown_decoder_and_bad_kwargs():
-    with pytest.raises(ValueError, match="known decoders"):
+    with pytest.raises(ValueError, match="could not resolve decoder 'nope' among choices"):
         build_decoder("nope", num_relations=2, dim=4)
-    with pytest.raises(ValueError, match="bad arguments"):
+    with pytest.raises(ValueError, match="decoder 'distmult': unknown option 'bogus'; "
+                       "accepted options: relation_source"):
         build_decoder("distmult", num_relations=2, dim=4, bogus=1)
     with pytest.raises(ValueError, match="even"):
         build_decoder("complex", num_relations=2, dim=5)

@@ -268,9 +268,10 @@ def test_make_involution_matches_build_flow_option():
 
 
 def test_build_flow_errors():
-    with pytest.raises(ValueError, match="known flows"):
+    with pytest.raises(ValueError, match="could not resolve flow 'nope' among choices"):
         build_flow("nope", dim=4)
-    with pytest.raises(ValueError, match="bad arguments"):
+    with pytest.raises(ValueError, match="flow 'affine': unknown option 'bogus'; "
+                       "accepted options: scale_clamp"):
         build_flow({"name": "affine", "bogus": 1}, dim=4)
     with pytest.raises(ValueError, match="at most one"):
         build_flow("affine", dim=4, num_contexts=2, context_dim=3)

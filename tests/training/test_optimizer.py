@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gnn_inn.config import Config
-from gnn_inn.training.trainer import build_optimizer
+from gnn_inn.training.optim import build_optimizer
 
 
 def _cfg(**train):

@@ -7,7 +7,7 @@ import torch
 
 from gnn_inn.config import Config, ConfigError
 from gnn_inn.training import sampling, trainer_from_config
-from gnn_inn.training.trainer import clip_grad_norm
+from gnn_inn.training.optim import clip_grad_norm
 from helpers import needs_backend
 
 

@@ -34,6 +34,20 @@ class KnowledgeGraph:
     every entity. :meth:`stats` counts them.
     """
 
+    #: sha256 of each split file (graphs read from a folder), else ``None``
+    fingerprint: dict[str, str] | None = None
+    # typed / OGB graphs (:class:`~gnn_inn.data.ogb.OGBKnowledgeGraph`) set these:
+    #: OGB's dataset name (its ``Evaluator``)
+    ogb_name: str | None = None
+    #: ``{split: {"head_neg" | "tail_neg": LongTensor[M, K]}}`` OGB candidate sets
+    ogb_candidates: dict[str, dict[str, Tensor]] | None = None
+    #: entity type names in id order (empty when homogeneous)
+    entity_type_names: Sequence[str] = ()
+    #: ``{type name: (start, end)}`` contiguous global id range of each type
+    entity_type_ranges: dict[str, tuple[int, int]] | None = None
+    #: ``LongTensor[R, 2]`` (head type, tail type) index per relation
+    relation_types: Tensor | None = None
+
     def __init__(self, *, name: str, entity_names: Sequence[str], relation_names: Sequence[str],
                  train: Tensor, valid: Tensor, test: Tensor,
                  relation_patterns: dict[int, str] | None = None) -> None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
+
+from ..registry import resolve
 from .base import Decoder
 from .classic import ComplEx, DistMult, RotatE, TransE
 from .conve import ConvE
@@ -25,18 +28,22 @@ DECODERS: dict[str, type[Decoder]] = {
 }
 
 
-def build_decoder(name: str, *, num_relations: int, dim: int, **kwargs: Any) -> Decoder:
-    """Build the decoder registered as ``name`` (see :data:`DECODERS`)."""
-    try:
-        cls = DECODERS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown decoder {name!r}; known decoders: {', '.join(sorted(DECODERS))}"
-        ) from None
-    try:
-        return cls(num_relations=num_relations, dim=dim, **kwargs)
-    except TypeError as e:
-        raise ValueError(f"decoder {name!r}: bad arguments {sorted(kwargs)}: {e}") from None
+def build_decoder(name: str, *, num_relations: int, dim: int, num_entities: int | None = None,
+                  train_triples: Tensor | None = None, relation_names: list[str] | None = None,
+                  **kwargs: Any) -> Decoder:
+    """Build the decoder registered as ``name`` (see :data:`DECODERS`).
+
+    ``kwargs`` are the decoder's own options (a config's ``decoder:`` mapping minus ``name``);
+    an unknown name or option raises ``ValueError`` listing the accepted ones
+    (:func:`gnn_inn.registry.resolve`). ``num_entities`` (``N``), ``train_triples``
+    (``LongTensor[M, 3]``) and ``relation_names`` are context passed only to decoders whose
+    constructor takes them (per-entity biases, patterns chosen from data); they are never
+    reported as options.
+    """
+    return resolve("decoder", DECODERS, name, options=kwargs,
+                   supplied={"num_relations": num_relations, "dim": dim},
+                   offered={"num_entities": num_entities, "train_triples": train_triples,
+                            "relation_names": relation_names})
 
 
 __all__ = [

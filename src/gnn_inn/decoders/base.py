@@ -52,6 +52,14 @@ class Decoder(nn.Module):
     #: Whether training-mode scores normalise with batch statistics (batch norm): then each
     #: ``torchrun`` rank normalises its own slice and 2 processes differ from 1.
     batch_statistics: bool = False
+    #: Whether relations act as invertible flows ``f_r``: ``transform(x, r, rel, inverse)``,
+    #: per-relation ``patterns``, :meth:`pattern_table` and :meth:`composition_rules` (the
+    #: trainer reports them; :func:`~gnn_inn.decoders.certificate.certify` checks them).
+    relation_flows: bool = False
+    #: Whether :meth:`density_terms` gives a normalised density (what ``flow_nll`` trains).
+    density: bool = False
+    #: Whether :meth:`sample_entities` draws answers (``gnn-inn sample``, many-answer metrics).
+    samples_entities: bool = False
 
     def __init__(
         self, *, num_relations: int, dim: int, rel_dim: int | None = None,
@@ -66,6 +74,9 @@ class Decoder(nn.Module):
         self.dim = int(dim)
         self.rel_dim = int(rel_dim if rel_dim is not None else dim)
         self.relation_source = relation_source
+        #: whether :meth:`score_tails` & co. read relation vectors from their ``rel`` argument
+        #: (the encoder's); a subclass whose relation parameters are indexed by id sets False
+        self.reads_relation_vectors = relation_source == "encoder"
         if relation_source == "own":
             rows = 2 * self.num_relations if self.uses_reciprocal else self.num_relations
             self.relation = nn.Parameter(torch.empty(rows, self.rel_dim))
@@ -169,6 +180,26 @@ class Decoder(nn.Module):
         """Scores ``[B]`` of the triples ``(h, r, t)`` (tail direction)."""
         return self.score_candidates(ent, rel, h, r, t, t.unsqueeze(1), "tail").squeeze(1)
 
+    # ------------------------------------------ behind the capability flags above
+    def pattern_table(self) -> list[str]:
+        """One pattern string per relation (decoders with :attr:`relation_flows`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no relation patterns")
+
+    def composition_rules(self) -> list[dict]:
+        """The composition ties, one dict per composed relation (:attr:`relation_flows`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no relation patterns")
+
+    def density_terms(self, ent: Tensor, rel: Tensor | None, anchor: Tensor, r: Tensor,
+                      target: Tensor, mode: str) -> dict[str, Tensor]:
+        """The terms of the ``flow_nll`` loss (decoders with :attr:`density`)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no density")
+
+    def sample_entities(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, n: int,
+                        generator: torch.Generator | None = None, *, mode: str = "tail",
+                        temperature: float = 1.0) -> Tensor:
+        """``LongTensor[B, n]`` sampled answers (decoders with :attr:`samples_entities`)."""
+        raise NotImplementedError(f"{type(self).__name__} is deterministic and cannot sample")
+
     def extra_repr(self) -> str:
         return f"num_relations={self.num_relations}, dim={self.dim}"
 
@@ -238,9 +269,7 @@ def decoder_reads_relations(decoder: Decoder) -> bool:
     False for a decoder with its own relation table and for a table-conditioned flow decoder
     (its relation parameters live inside the flow and are indexed by relation id).
     """
-    if getattr(decoder, "conditioning", None) == "table":
-        return False
-    return getattr(decoder, "relation_source", "own") == "encoder"
+    return decoder.reads_relation_vectors
 
 
 def fact_queries(decoder: Decoder, z_h: Tensor, z_r: Tensor | None, r: Tensor) -> Tensor:
@@ -263,7 +292,7 @@ def fact_queries(decoder: Decoder, z_h: Tensor, z_r: Tensor | None, r: Tensor) -
     idx = torch.arange(m, device=z_h.device)
     if z_r is not None and decoder_reads_relations(decoder):
         zr = z_r.reshape(m, z_r.shape[-1])
-        if hasattr(decoder, "pattern_summary"):  # flow decoder: ids select patterns
+        if decoder.relation_flows:  # flow decoder: ids select patterns
             if set(decoder.pattern_summary()) != {"free"}:
                 raise ValueError(
                     "per-fact sampled relation contexts need every relation pattern 'free' "

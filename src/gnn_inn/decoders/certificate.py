@@ -62,7 +62,7 @@ def certify(model, *, per_relation: int = 256, jacobian_samples: int = 16, scale
         "float64_random": {...}, "logdet_max_abs_error": float, ...}``.
     """
     dec = model.decoder
-    if not hasattr(dec, "transform"):
+    if not dec.relation_flows:
         raise ValueError(f"certify needs a flow decoder, got {type(dec).__name__}")
     was_training = model.training
     model.eval()
@@ -84,8 +84,7 @@ def certify(model, *, per_relation: int = 256, jacobian_samples: int = 16, scale
     rel64 = None if rel is None else rel.double()
     out["logdet_max_abs_error"] = _logdet_error(dec64, x[pick], r[pick], rel64)
     out["logdet_samples"] = int(pick.numel())
-    composed = [i for i, q in enumerate(getattr(dec, "patterns", []) or [])
-                if q.kind == "composition"]
+    composed = [i for i, q in enumerate(dec.patterns or []) if q.kind == "composition"]
     if composed:
         xc, rc = _points(ent.double(), R, per_relation, 1.0, g)
         sel = torch.isin(rc, torch.tensor(composed, device=rc.device))

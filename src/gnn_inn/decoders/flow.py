@@ -140,6 +140,7 @@ class FlowDecoder(Decoder):
     """
 
     head_queries = "inverse"
+    relation_flows = True
 
     def __init__(
         self, *, num_relations: int, dim: int, flow: str | dict[str, Any] = "affine_coupling",
@@ -161,6 +162,8 @@ class FlowDecoder(Decoder):
             relation_source="own" if own_table else "encoder",
         )
         self.conditioning = conditioning
+        if conditioning == "table":  # relation parameters live inside the flow, indexed by id
+            self.reads_relation_vectors = False
         self.context_source = relation_source
         self.p = float(p)
         self.margin = float(margin)

@@ -123,6 +123,9 @@ class StochasticFlowDecoder(Decoder):
     #: of a head query is the exact inverse ``f_r⁻¹``, never a reciprocal map
     uses_reciprocal = True
     head_queries = "inverse"
+    relation_flows = True
+    density = True
+    samples_entities = True
     shared_score = "the Gaussian stage log N(e; μ, σ²); re-ranking at evaluation"
 
     def __init__(

@@ -25,7 +25,8 @@ class Encoder(nn.Module):
     ``table[n_id]`` and return ``ent [n, d]`` for the subgraph's nodes only; without ``n_id``
     the graph covers all ``N`` entities and nothing changes.
 
-    **Layer-wise inference**: encoders that define ``inference(graph, batch_size)`` compute
+    **Layer-wise inference**: encoders that declare :attr:`layerwise_inference` define
+    ``inference(graph, batch_size)``, which computes
     every layer for all ``N`` nodes, ``batch_size`` target nodes at a time, before the next
     layer (memory ``O(N · d + E)`` plus one batch's messages, instead of the ``O(E · d)``
     activations of one full-graph pass). Setting ``inference_batch_size`` makes eval-mode
@@ -44,7 +45,23 @@ class Encoder(nn.Module):
         rel_dim: their size, ``None`` when ``provides_relations`` is false.
     """
 
+    # ---------------------------------------------------------- capability flags
+    # Declared here, overridden by the encoders that have them; read by the model builder,
+    # the trainer, the sampler and :mod:`gnn_inn.training.capabilities` (never probed).
+
+    #: whether :meth:`forward` returns relation embeddings ``[2R, rel_dim]``
     provides_relations: bool = False
+    #: message-passing layers (``num_layers``) with a layer-wise :meth:`inference`: the
+    #: encoder trains on sampled neighbourhoods (``train.sampler``)
+    layerwise_inference: bool = False
+    #: number of message-passing layers (``None``: no message passing)
+    num_layers: int | None = None
+    #: neighbour samplers attach full-graph degrees ``node_degree [n, 4]`` to subgraphs
+    uses_node_degree: bool = False
+    #: whether :meth:`forward` keeps a Gaussian posterior (what the ``elbo`` loss needs)
+    variational: bool = False
+    #: probability of dropping each message edge in training (:meth:`_message_graph`)
+    edge_dropout: float = 0.0
     #: when set, eval-mode ``forward`` over a full graph runs ``inference(graph, this)``
     inference_batch_size: int | None = None
     #: names of the ``[N, ·]`` parameters read only through :meth:`_input_rows`, which can
@@ -64,13 +81,51 @@ class Encoder(nn.Module):
         self.dim = int(dim)
         self.rel_dim = None if rel_dim is None else int(rel_dim)
 
-    def forward(self, graph: Data) -> tuple[Tensor, Tensor | None]:  # pragma: no cover
+    def forward(self, graph: Data) -> tuple[Tensor, Tensor | None]:
+        """``(ent [N, d], rel [2R, rel_dim] | None)``, or ``(ent [n, d], rel)`` for a subgraph
+        carrying ``n_id [n]``.
+
+        The prologue every message-passing encoder shares: check ``graph``, hand a full graph
+        to :meth:`inference` in eval mode when ``inference_batch_size`` is set, else apply
+        edge dropout (training) and run :meth:`encode`. Encoders without message passing
+        override ``forward`` itself.
+        """
+        self._check_graph(graph)
+        if self._use_inference(graph):
+            return self.inference(graph, self.inference_batch_size)
+        return self.encode(self._message_graph(graph))
+
+    def encode(self, graph: Data) -> tuple[Tensor, Tensor | None]:  # pragma: no cover
+        """One message-passing pass over ``graph`` (checked, edge dropout applied)."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def inference(self, graph: Data, batch_size: int = 4096
+                  ) -> tuple[Tensor, Tensor | None]:  # pragma: no cover
+        """Full-graph output computed layer by layer in node batches (encoders that declare
+        :attr:`layerwise_inference`; see the class docstring)."""
+        raise NotImplementedError(f"{type(self).__name__} has no layer-wise inference")
+
+    def _inference_blocks(self, graph: Data, batch_size: int
+                          ) -> tuple[Tensor, list[tuple[int, int, Tensor, Tensor, Tensor]]]:
+        """The node batches of layer-wise inference over the full ``graph``.
+
+        Returns ``edge_type [E]`` and, per batch of target nodes ``[start, end)``, ``(start,
+        end, eids [E_b], local_edge_index [2, E_b], edge_type [E_b])``: all incoming edges of
+        the batch (:func:`dst_blocks`), targets renumbered from ``start``.
+        """
+        edge_index, edge_type = self._check_graph(graph)
+        blocks = []
+        for start, end, eids in dst_blocks(edge_index, self.num_entities, batch_size):
+            ei = edge_index.index_select(1, eids)
+            local = torch.stack([ei[0], ei[1] - start])
+            blocks.append((start, end, eids, local, edge_type.index_select(0, eids)))
+        return edge_type, blocks
 
     def _message_graph(self, graph: Data) -> Data:
         """``graph`` with edge dropout applied in training mode (``self.edge_dropout``), after
         checking that its edge types are ``< 2R`` (``self.num_relations`` forward types)."""
-        if self.training and getattr(self, "edge_dropout", 0.0) > 0:
+        if self.training and self.edge_dropout > 0:
             graph = edge_dropout(graph, self.edge_dropout)
         edge_type = graph.edge_type
         if edge_type.numel() and int(edge_type.max()) >= 2 * self.num_relations:
@@ -84,7 +139,7 @@ class Encoder(nn.Module):
     def _check_graph(self, graph: Data) -> tuple[Tensor, Tensor]:
         """``(edge_index, edge_type)`` of ``graph`` after checking its node count (or its
         ``n_id`` when it is a subgraph)."""
-        if getattr(graph, "edge_index", None) is None or getattr(graph, "edge_type", None) is None:
+        if graph is None or "edge_index" not in graph or "edge_type" not in graph:
             raise ValueError(
                 f"{type(self).__name__} needs a message graph with edge_index and edge_type "
                 "(e.g. KnowledgeGraph.message_graph()); pass graph= to LinkPredictor"
@@ -125,12 +180,12 @@ class Encoder(nn.Module):
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         """The tables named in :attr:`sparse_tables` (read through :meth:`_input_rows`)."""
-        return [getattr(self, name) for name in self.sparse_tables]
+        return [self.get_parameter(name) for name in self.sparse_tables]
 
     def _use_inference(self, graph: Data) -> bool:
         """Whether :meth:`forward` should hand ``graph`` to ``inference`` (see class doc)."""
         return (not self.training and self.inference_batch_size is not None
-                and hasattr(self, "inference") and node_ids(graph) is None)
+                and self.layerwise_inference and node_ids(graph) is None)
 
 
 def node_ids(graph: Data | None) -> Tensor | None:

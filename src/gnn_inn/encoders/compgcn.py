@@ -33,7 +33,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
-from .base import Encoder, dst_blocks, make_activation
+from .base import Encoder, make_activation
 
 COMPOSITIONS = ("sub", "mult", "corr")
 NORMS = ("paper", "sym", "mean", "none")
@@ -307,6 +307,7 @@ class CompGCNEncoder(Encoder):
     """
 
     provides_relations = True
+    layerwise_inference = True
     sparse_tables = ("entity",)
     #: neighbour samplers attach full-graph degrees (``node_degree``) for the edge norms
     uses_node_degree = True
@@ -368,13 +369,9 @@ class CompGCNEncoder(Encoder):
             return self.relation
         return self.rel_coef @ self.rel_basis
 
-    def forward(self, graph: Data) -> tuple[Tensor, Tensor]:
-        """``(ent [N, d], rel [2R, rel_dim])`` (edge dropout applied in training mode);
-        ``(ent [n, d], rel)`` for a subgraph carrying ``n_id [n]``."""
-        self._check_graph(graph)
-        if self._use_inference(graph):
-            return self.inference(graph, self.inference_batch_size)
-        graph = self._message_graph(graph)
+    def encode(self, graph: Data) -> tuple[Tensor, Tensor]:
+        """``(ent [N, d], rel [2R, rel_dim])`` (graph checked, edge dropout applied by
+        :meth:`Encoder.forward`); ``(ent [n, d], rel)`` for a subgraph carrying ``n_id [n]``."""
         edge_index, edge_type = graph.edge_index, graph.edge_type
         x, r = self._input_rows(self.entity, graph), self.input_relations()
         degree = graph.node_degree if "node_degree" in graph else None
@@ -396,12 +393,12 @@ class CompGCNEncoder(Encoder):
         node) up to float rounding; memory two ``[N, d]`` tables plus one batch's messages.
         Meant for evaluation (no gradient; call it on a module in eval mode).
         """
-        edge_index, edge_type = self._check_graph(graph)
         if self.training:
             raise RuntimeError("CompGCNEncoder.inference: call it in eval mode (batch norm "
                                "would otherwise normalise each node batch separately)")
         n = self.num_entities
-        blocks = list(dst_blocks(edge_index, n, batch_size))
+        edge_type, blocks = self._inference_blocks(graph, batch_size)
+        edge_index = graph.edge_index
         direction = (edge_type >= self.num_relations).long()
         x, r = self.entity, self.input_relations()
         norm_all: Tensor | None = None
@@ -410,11 +407,9 @@ class CompGCNEncoder(Encoder):
                 norm_all = conv.edge_norm(edge_index, direction, n)
             xs, rs = conv.spectral(x), conv.spectral(r)
             out = x.new_empty(n, conv.out_channels)
-            for start, end, eids in blocks:
-                ei = edge_index.index_select(1, eids)
-                local = torch.stack([ei[0], ei[1] - start])
+            for start, end, eids, local, types in blocks:
                 norm = None if norm_all is None else norm_all.index_select(0, eids).to(x.dtype)
-                agg = conv.aggregate_messages(xs, rs, local, edge_type.index_select(0, eids),
+                agg = conv.aggregate_messages(xs, rs, local, types,
                                               direction.index_select(0, eids), norm, end - start)
                 out[start:end] = conv.update_nodes(agg, x[start:end])
             x, r = out, r @ conv.w_rel

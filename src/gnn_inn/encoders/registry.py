@@ -4,9 +4,9 @@ used by every encoder registry. Imports the encoder modules only, so that
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
+from ..registry import resolve
 from .base import Encoder
 from .compgcn import CompGCNEncoder
 from .lookup import LookupEncoder
@@ -22,25 +22,15 @@ BASE_ENCODERS: dict[str, type[Encoder]] = {
 
 def build_from(registry: dict[str, type[Encoder]], name: str, *, num_entities: int,
                num_relations: int, dim: int, **kwargs: Any) -> Encoder:
-    """Build the encoder registered as ``name`` in ``registry``.
+    """Build the encoder registered as ``name`` in ``registry`` (:func:`gnn_inn.registry.resolve`).
 
     ``kwargs`` are the encoder's own constructor arguments (a config's ``encoder:`` mapping
-    minus ``name``); an unknown name or argument raises ``ValueError`` listing the known ones.
+    minus ``name``); an unknown name or argument raises ``ValueError`` listing the accepted
+    ones (``num_entities``, ``num_relations`` and ``dim`` are supplied here, never listed).
     """
-    try:
-        cls = registry[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown encoder {name!r}; known encoders: {', '.join(sorted(registry))}"
-        ) from None
-    params = inspect.signature(cls.__init__).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    unknown = [] if takes_any else sorted(set(kwargs) - set(params))
-    if unknown:
-        known = sorted(p for p in params if p not in ("self", "num_entities", "num_relations",
-                                                      "dim"))
-        raise ValueError(f"encoder {name!r}: unknown arguments {unknown}; known: {known}")
-    return cls(num_entities=num_entities, num_relations=num_relations, dim=dim, **kwargs)
+    return resolve("encoder", registry, name, options=kwargs,
+                   supplied={"num_entities": num_entities, "num_relations": num_relations,
+                             "dim": dim})
 
 
 __all__ = ["BASE_ENCODERS", "build_from"]

@@ -11,7 +11,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import FastRGCNConv, RGCNConv
 from torch_geometric.utils import scatter
 
-from .base import Encoder, dst_blocks, make_activation
+from .base import Encoder, make_activation
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,7 @@ class RGCNEncoder(Encoder):
     """
 
     provides_relations = False
+    layerwise_inference = True
     #: read through ``_input_rows``: sparse gradients with ``train.sparse_embeddings``
     sparse_tables = ("entity",)
 
@@ -234,13 +235,9 @@ class RGCNEncoder(Encoder):
         for conv in self.convs:
             conv.reset_parameters()
 
-    def forward(self, graph: Data) -> tuple[Tensor, None]:
-        """``(ent [N, d], None)`` from ``graph`` (edge dropout applied in training mode);
-        ``(ent [n, d], None)`` for a subgraph carrying ``n_id [n]``."""
-        self._check_graph(graph)
-        if self._use_inference(graph):
-            return self.inference(graph, self.inference_batch_size)
-        graph = self._message_graph(graph)
+    def encode(self, graph: Data) -> tuple[Tensor, None]:
+        """``(ent [N, d], None)`` from ``graph`` (checked, edge dropout applied by
+        :meth:`Encoder.forward`); ``(ent [n, d], None)`` for a subgraph carrying ``n_id [n]``."""
         edge_index, edge_type = graph.edge_index, graph.edge_type
         if self.conv_name == "fast" and self.convs[0].num_blocks is None:
             gib = edge_type.numel() * self.hidden_dim * max(self.hidden_dim, self.dim) * 4 / 2**30
@@ -269,16 +266,12 @@ class RGCNEncoder(Encoder):
             graph: the full message graph (``edge_index [2, E]``, ``edge_type [E]``).
             batch_size: target nodes per batch.
         """
-        edge_index, edge_type = self._check_graph(graph)
-        n = self.num_entities
-        blocks = list(dst_blocks(edge_index, n, batch_size))
+        _, blocks = self._inference_blocks(graph, batch_size)
         x = self.entity
         for i, conv in enumerate(self.convs):
-            out = x.new_empty(n, conv.out_channels)
-            for start, end, eids in blocks:
-                ei = edge_index.index_select(1, eids)
-                local = torch.stack([ei[0], ei[1] - start])
-                out[start:end] = conv((x, x[start:end]), local, edge_type.index_select(0, eids))
+            out = x.new_empty(self.num_entities, conv.out_channels)
+            for start, end, _, local, types in blocks:
+                out[start:end] = conv((x, x[start:end]), local, types)
             x = self.act(out) if i < self.num_layers - 1 else out
         return x, None
 

@@ -169,6 +169,8 @@ def fact_kl(post: GaussianPosterior, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
 class _GaussianEncoder(Encoder):
     """Shared behaviour: sample in training, means in eval, keep the last posterior."""
 
+    variational = True
+
     def __init__(self, *, num_entities: int, dim: int, rel_dim: int | None,
                  logvar_min: float, logvar_max: float, init_logvar: float) -> None:
         super().__init__(num_entities=num_entities, dim=dim, rel_dim=rel_dim)
@@ -329,7 +331,7 @@ class VariationalEncoder(_GaussianEncoder):
                 f"VariationalEncoder: base must be a deterministic encoder, not {name!r}")
         enc = build_from(BASE_ENCODERS, name, num_entities=num_entities,
                          num_relations=num_relations, dim=dim, **spec)
-        base_rel = bool(getattr(enc, "provides_relations", False))
+        base_rel = bool(enc.provides_relations)
         if rel_dim is None:
             rel_dim = (enc.rel_dim if base_rel else dim) if relations else None
         super().__init__(num_entities=num_entities, dim=dim, rel_dim=rel_dim if relations else None,
@@ -363,8 +365,7 @@ class VariationalEncoder(_GaussianEncoder):
             nn.init.constant_(self.rel_logvar, raw)
 
     def reset_parameters(self) -> None:
-        if hasattr(self.base, "reset_parameters"):
-            self.base.reset_parameters()
+        self.base.reset_parameters()
         for head in (self.mu_head, self.rel_mu_head):
             if head is not None:
                 head.reset_parameters()

@@ -26,12 +26,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..data.filters import FilterIndex
 from ..data.triples import DIRECTIONS
 from .metrics import metrics_from_ranks
 from .ranking import POLICIES, compute_dtype, rank_targets
@@ -56,6 +57,14 @@ class FilterLike(Protocol):
     def tails(self, h: Tensor, r: Tensor) -> tuple[Tensor, Tensor]: ...
 
     def heads(self, r: Tensor, t: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+@runtime_checkable
+class CachingScorer(Protocol):
+    """A scorer that caches encodings (e.g. :class:`~gnn_inn.model.LinkPredictor`): the
+    evaluator drops its cache when it is done, so no inference-mode tensor outlives it."""
+
+    def invalidate_cache(self) -> None: ...
 
 
 def _nan_to_none(x: Any) -> Any:
@@ -201,9 +210,8 @@ def evaluation_mode(scorer: Any) -> Iterator[None]:
     finally:
         if was_training:
             scorer.train()
-        invalidate = getattr(scorer, "invalidate_cache", None)
-        if callable(invalidate):
-            invalidate()
+        if isinstance(scorer, CachingScorer):
+            scorer.invalidate_cache()
 
 
 def _scorer_device(scorer: Any) -> torch.device:
@@ -264,7 +272,8 @@ def evaluate(
     triples = triples.to("cpu", torch.long)
     m = triples.shape[0]
     if num_relations is None:
-        num_relations = getattr(filter_index, "num_relations", None)
+        num_relations = (filter_index.num_relations if isinstance(filter_index, FilterIndex)
+                         else None)
     if num_relations is None:
         num_relations = int(triples[:, 1].max()) + 1 if m else 0
     dev = torch.device(device) if device is not None else _scorer_device(scorer)

@@ -167,7 +167,7 @@ def sample_ids(model, anchor: Tensor, relation: Tensor, n: int, direction: str,
     ent, rel = model.encode()
     dev = ent.device
     a, r = anchor.to(dev), relation.to(dev)
-    if hasattr(dec, "sample_entities"):
+    if dec.samples_entities:
         return dec.sample_entities(ent, rel, a, r, n, generator, mode=direction,
                                    temperature=temperature).cpu()
     try:
@@ -247,9 +247,7 @@ def many_answer_report(model, kg, *, split: str = "test", n_samples: int = 20, s
         out["both"] = both
     finally:
         model.train(was_training)
-        invalidate = getattr(model, "invalidate_cache", None)
-        if callable(invalidate):
-            invalidate()
+        model.invalidate_cache()
     return out
 
 

@@ -105,15 +105,15 @@ def evaluate_ogb(model, kg, split: str = "test", *, batch_size: int = 256,
     """
     from ogb.linkproppred import Evaluator
 
-    cands = getattr(kg, "ogb_candidates", None) or {}
+    cands = kg.ogb_candidates or {}
     if split not in cands:
         raise ValueError(
-            f"evaluate_ogb: {getattr(kg, 'name', 'the graph')} has no OGB candidates for split "
+            f"evaluate_ogb: {kg.name} has no OGB candidates for split "
             f"{split!r} (has {sorted(cands)}); load the dataset with gnn_inn.data.load_ogb"
         )
     if batch_size < 1:
         raise ValueError(f"evaluate_ogb: batch_size must be ≥ 1, got {batch_size}")
-    name = getattr(kg, "ogb_name", kg.name)
+    name = kg.ogb_name or kg.name
     evaluator = Evaluator(name)
     triples = getattr(kg, split).to("cpu", torch.long)
     m = triples.shape[0]

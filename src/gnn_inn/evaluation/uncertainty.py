@@ -165,7 +165,7 @@ def predict_with_uncertainty(model, h: Tensor, r: Tensor, t: Tensor, n_samples: 
         ``(mean [B], variance [B])`` (float32, on the model's device).
     """
     enc = model.encoder
-    if not hasattr(enc, "gaussian"):
+    if not enc.variational:
         raise ValueError(f"predict_with_uncertainty needs a variational encoder, got "
                          f"{type(enc).__name__}")
     if n_samples < 2:

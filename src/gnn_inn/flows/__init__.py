@@ -40,9 +40,11 @@ ICLR 2019.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+from ..registry import resolve
 from .base import Flow, SequentialFlow, soft_clamp
 from .coupling import AdditiveCoupling, AffineCoupling, SplineCoupling, rational_quadratic_spline
 from .elementwise import ElementwiseAffine, Householder, Permutation, PlaneRotation, Translation
@@ -94,7 +96,30 @@ def _coupling_family(layer: type) -> Callable[..., SequentialFlow]:
         return SequentialFlow(*flows)
 
     build.__name__ = f"build_{layer.__name__}"
+    # the signature the registry checks options against: the builder's own options and the
+    # layer's (``layer_kwargs``), so an unknown option is named before anything is built
+    own = [p for p in inspect.signature(build).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    build.__signature__ = inspect.Signature(own + _layer_options(layer, {p.name for p in own}))
     return build
+
+
+def _layer_options(layer: type, taken: set[str]) -> list[inspect.Parameter]:
+    """Keyword options of ``layer``'s constructors along its MRO (each passes ``**kwargs`` on
+    to the next), minus ``taken`` and the conditioning arguments."""
+    out: list[inspect.Parameter] = []
+    seen = set(taken) | {"self", "num_contexts", "context_dim"}
+    for cls in layer.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        for p in params:
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in seen:
+                seen.add(p.name)
+                out.append(p.replace(kind=p.KEYWORD_ONLY))
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return out
 
 
 #: family name → builder ``(dim, cond, **kwargs) -> SequentialFlow``
@@ -115,19 +140,16 @@ def build_flow(spec: str | dict[str, Any], *, dim: int, num_contexts: int | None
     """Build a flow family from ``"name"`` or ``{"name": ..., **kwargs}`` (see :data:`FLOWS`).
 
     ``{"name": ..., "involution": "sign" | "swap"}`` wraps the result in :func:`make_involution`.
+    An unknown name or option raises ``ValueError`` listing the accepted ones
+    (:func:`gnn_inn.registry.resolve`).
     """
     spec = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = spec.pop("name", None)
     inv = spec.pop("involution", None)
-    if name not in FLOWS:
-        raise ValueError(f"unknown flow {name!r}; known flows: {', '.join(sorted(FLOWS))}")
     if num_contexts is not None and context_dim is not None:
         raise ValueError("set at most one of num_contexts and context_dim")
     cond = {"num_contexts": num_contexts, "context_dim": context_dim}
-    try:
-        flow = FLOWS[name](dim=dim, cond=cond, **spec)
-    except TypeError as e:
-        raise ValueError(f"flow {name!r}: bad arguments {sorted(spec)}: {e}") from None
+    flow = resolve("flow", FLOWS, name, options=spec, supplied={"dim": dim, "cond": cond})
     return make_involution(flow, sigma=inv) if inv else flow
 
 

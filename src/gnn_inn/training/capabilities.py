@@ -20,8 +20,8 @@ combination and the reason; :func:`combination_table` prints the README's table.
 from __future__ import annotations
 
 from ..config import ConfigError
-from ..decoders import DECODERS
-from ..encoders import ENCODERS
+from ..decoders import DECODERS, Decoder
+from ..encoders import ENCODERS, Encoder
 from .losses import LOSSES
 
 #: the training modes of the contract (full batch per loss, neighbour-sampled, torchrun)
@@ -35,19 +35,42 @@ SAMPLED_LOSS_REASONS = {
             "variational encoders, which encode no neighbourhood to sample",
 }
 
-#: what a loss needs of the decoder / encoder: (attribute, who has it)
+#: what a loss needs of the decoder / encoder: (side, capability, who has it)
 LOSS_NEEDS = {
-    "flow_nll": ("decoder", "density_terms", "a density decoder ('stochastic_flow')"),
-    "elbo": ("encoder", "posterior", "a variational encoder ('variational' or "
-                                     "'variational_gnn')"),
+    "flow_nll": ("decoder", "density", "a density decoder ('stochastic_flow')"),
+    "elbo": ("encoder", "variational", "a variational encoder ('variational' or "
+                                       "'variational_gnn')"),
 }
 
 
+def _cls(obj) -> type:
+    return obj if isinstance(obj, type) else type(obj)
+
+
+def encoder_capabilities(encoder) -> dict[str, bool]:
+    """The capability flags an encoder (class or instance) declares on
+    :class:`~gnn_inn.encoders.Encoder`; a module that is not an ``Encoder`` declares none."""
+    cls = _cls(encoder)
+    if not issubclass(cls, Encoder):
+        return {"layerwise_inference": False, "variational": False}
+    variational = cls.variational
+    return {"layerwise_inference": cls.layerwise_inference, "variational": variational}
+
+
+def decoder_capabilities(decoder) -> dict[str, bool]:
+    """The capability flags a decoder (class or instance) declares on
+    :class:`~gnn_inn.decoders.Decoder`; a module that is not a ``Decoder`` declares none."""
+    cls = _cls(decoder)
+    if not issubclass(cls, Decoder):
+        return {"scores_shared": False, "batch_statistics": False, "density": False}
+    return {"scores_shared": cls.scores_shared, "batch_statistics": cls.batch_statistics,
+            "density": cls.density}
+
+
 def encoder_samples(encoder) -> bool:
-    """Whether an encoder (class or instance) trains on sampled neighbourhoods: it has
-    message-passing layers and a layer-wise ``inference`` for evaluation."""
-    return hasattr(encoder, "inference") and (
-        isinstance(encoder, type) or getattr(encoder, "num_layers", None) is not None)
+    """Whether an encoder (class or instance) trains on sampled neighbourhoods: it declares
+    message-passing layers with a layer-wise ``inference`` for evaluation."""
+    return encoder_capabilities(encoder)["layerwise_inference"]
 
 
 def check_combination(*, encoder, decoder, loss: str, sampled: bool) -> None:
@@ -66,9 +89,10 @@ def check_combination(*, encoder, decoder, loss: str, sampled: bool) -> None:
                           "(train.sampler: null)")
     need = LOSS_NEEDS.get(loss)
     if need is not None:
-        side, attr, who = need
+        side, flag, who = need
         module = decoder if side == "decoder" else encoder
-        if not hasattr(module, attr):
+        caps = (decoder_capabilities if side == "decoder" else encoder_capabilities)(module)
+        if not caps[flag]:
             raise ConfigError(f"train.loss.name {loss!r} with {side} {_name(module)}: the loss "
                               f"needs {who}; use another loss (1vsall, kvsall, nssa)")
     if not sampled:
@@ -80,7 +104,7 @@ def check_combination(*, encoder, decoder, loss: str, sampled: bool) -> None:
             "with layer-wise inference: rgcn, compgcn); a lookup encoder has no neighbourhood "
             "to sample (use train.loss nssa for negative sampling), or set train.sampler: "
             "null")
-    if not getattr(decoder, "scores_shared", False) or not hasattr(decoder, "score_shared"):
+    if not decoder_capabilities(decoder)["scores_shared"]:
         raise ConfigError(
             f"{mode} with decoder {dec_name}: it cannot score a shared candidate set (no "
             "score_shared method / scores_shared flag), which every sampled step needs; "
@@ -88,16 +112,16 @@ def check_combination(*, encoder, decoder, loss: str, sampled: bool) -> None:
 
 
 def _name(obj) -> str:
-    cls = obj if isinstance(obj, type) else type(obj)
-    return cls.__name__
+    return _cls(obj).__name__
 
 
 def decoder_modes(cls) -> dict[str, str]:
     """``{mode: "yes" | reason}`` for a decoder class over :data:`MODES`."""
     out = {m: "yes" for m in MODES}
-    if not getattr(cls, "scores_shared", False):
+    caps = decoder_capabilities(cls)
+    if not caps["scores_shared"]:
         out["sampled"] = "no shared-candidate scoring"
-    if getattr(cls, "batch_statistics", False):
+    if caps["batch_statistics"]:
         out["torchrun"] = ("yes (batch norm uses each rank's statistics, so 2 processes "
                            "differ from 1)")
     return out
@@ -130,4 +154,5 @@ def combination_table() -> str:
 
 
 __all__ = ["LOSS_NEEDS", "MODES", "SAMPLED_LOSS_REASONS", "check_combination",
-           "combination_table", "decoder_modes", "encoder_samples"]
+           "combination_table", "decoder_capabilities", "decoder_modes", "encoder_capabilities",
+           "encoder_samples"]

@@ -303,7 +303,7 @@ def load_trained(checkpoint: str | Path, *, data_dir: str | None = None,
     config = Config.from_dict(ckpt["config"], source=str(checkpoint))
     kg = load_kg(config, data_dir)
     check_vocab(ckpt["vocab"], kg, source=str(checkpoint))
-    saved, now = ckpt.get("data_fingerprint"), getattr(kg, "fingerprint", None)
+    saved, now = ckpt.get("data_fingerprint"), kg.fingerprint
     if saved and now:
         differ = sorted(s for s in set(saved) | set(now) if saved.get(s) != now.get(s))
         if differ:

@@ -75,7 +75,7 @@ def bernoulli_weight(mode: str, num_entities: int, num_relations: int, num_posit
 
 def posterior_of(model) -> GaussianPosterior:
     """The Gaussian posterior of ``model.encoder``'s latest forward pass (training)."""
-    post = getattr(model.encoder, "posterior", None)
+    post = model.encoder.posterior if model.encoder.variational else None
     if post is None:
         raise ValueError(
             "the elbo loss needs a variational encoder that ran forward this step: use "

@@ -48,6 +48,7 @@ from torch import Tensor
 
 from ..config import ConfigError
 from ..data.triples import TripleSet
+from ..registry import resolve
 from .batches import QueryBatch, gather_csr, unique_queries
 from .elbo import ELBOLoss
 
@@ -91,11 +92,10 @@ def kg_type_ranges(kg) -> Tensor | None:
     Type indices follow ``kg.entity_type_names`` when the graph has it, else the order of
     ``entity_type_ranges``.
     """
-    rel_types = getattr(kg, "relation_types", None)
-    ranges = getattr(kg, "entity_type_ranges", None)
+    rel_types, ranges = kg.relation_types, kg.entity_type_ranges
     if rel_types is None or not ranges:
         return None
-    names = list(getattr(kg, "entity_type_names", None) or ranges)
+    names = list(kg.entity_type_names or ranges)
     return relation_type_ranges(rel_types, [ranges[n] for n in names], kg.num_entities)
 
 
@@ -182,7 +182,7 @@ def resolve_type_ranges(kg, type_constrained: bool | None, *, loss_name: str,
         if type_constrained:
             raise ConfigError(f"train.loss.type_constrained: true needs a typed graph "
                               f"(relation_types and entity_type_ranges, e.g. ogbl-biokg); "
-                              f"{getattr(kg, 'name', 'this graph')} has none")
+                              f"{kg.name} has none")
         return None
     if not supported:
         if type_constrained:
@@ -464,12 +464,18 @@ LOSSES: dict[str, type[Loss]] = {
 }
 
 
-def build_loss(name: str, train: Tensor, num_entities: int, num_relations: int, **kwargs) -> Loss:
-    try:
-        cls = LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(LOSSES)}") from None
-    return cls(train, num_entities, num_relations, **kwargs)
+def build_loss(name: str, train: Tensor, num_entities: int, num_relations: int, *,
+               type_ranges: Tensor | None = None, **kwargs) -> Loss:
+    """Build the loss registered as ``name`` (see :data:`LOSSES`) on the train triples.
+
+    ``kwargs`` are the loss's own options (``train.loss`` minus ``name``); an unknown name or
+    option raises ``ValueError`` listing the accepted ones (:func:`gnn_inn.registry.resolve`).
+    ``train [M, 3]``, ``num_entities``, ``num_relations`` and ``type_ranges`` (``[R, 2, 2]``
+    type-constrained candidates, passed to losses that take them) come from the graph and
+    are never reported as options.
+    """
+    return resolve("loss", LOSSES, name, train, num_entities, num_relations, options=kwargs,
+                   offered={"type_ranges": type_ranges})
 
 
 class FlowNLLLoss(OneVsAllLoss):
@@ -509,7 +515,7 @@ class FlowNLLLoss(OneVsAllLoss):
 
     def __call__(self, model, batch, ent, rel):
         dec = model.decoder
-        if not hasattr(dec, "density_terms"):
+        if not dec.density:
             raise ValueError(f"loss 'flow_nll' needs a density decoder (decoder "
                              f"'stochastic_flow'), got {type(dec).__name__}; use '1vsall'")
         target = batch.target.to(ent.device)

@@ -453,7 +453,7 @@ def build_sampled_objective(spec: dict[str, Any], *, model, kg,
     objective = NeighborSampledObjective(
         graph=graph, train=kg.train, num_entities=kg.num_entities,
         num_relations=kg.num_relations, num_layers=int(num_layers), spec=spec, loss=loss,
-        node_degree=bool(getattr(enc, "uses_node_degree", False)), type_ranges=type_ranges)
+        node_degree=enc.uses_node_degree, type_ranges=type_ranges)
     enc.inference_batch_size = objective.spec.inference_batch_size
     log.info("neighbour sampling (%s): fan-out %s, %d shared negatives per step, "
              "exclude_targets=%s, type-constrained=%s", objective.sampler.backend,

@@ -11,10 +11,10 @@ Sparse embeddings (``train.sparse_embeddings``): the encoder's entity table gets
 gradients (the rows a step used) and is updated by ``torch.optim.SparseAdam``; all other
 parameters by the configured optimiser. Both are zeroed, stepped, scheduled (one scheduler
 each, same spec) and checkpointed (``optimizer`` / ``sparse_optimizer``). Gradient clipping
-counts the sparse rows in the global norm (:func:`clip_grad_norm`). Refused with
-``weight_decay > 0`` (SparseAdam has none). Under ``torchrun`` the entity tables' gradients
-(sparse or dense) are exchanged as the rows a step touched, not as a dense ``[N, d]``
-all-reduce; ``metrics.jsonl`` records ``exchange_bytes_per_step``.
+counts the sparse rows in the global norm (:func:`~gnn_inn.training.optim.clip_grad_norm`).
+Refused with ``weight_decay > 0`` (SparseAdam has none). Under ``torchrun`` the entity
+tables' gradients (sparse or dense) are exchanged as the rows a step touched, not as a
+dense ``[N, d]`` all-reduce; ``metrics.jsonl`` records ``exchange_bytes_per_step``.
 
 Type constraints: on a typed graph (``relation_types`` and ``entity_type_ranges``, i.e.
 ogbl-biokg) the loss is type-constrained by default — ``nssa`` corrupts within the relation's
@@ -47,11 +47,19 @@ from ..data.triples import edges_outside
 from ..decoders.certificate import certify
 from ..evaluation import evaluate, evaluate_ogb, metrics_from_ranks
 from ..model import load_kg, model_from_config
+from ..registry import lookup
 from .capabilities import check_combination
 from .checkpoint import finite_or_none, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistContext, shard_query_batch
 from .guards import NonFiniteError, check_step
 from .losses import LOSSES, accepts_type_ranges, build_loss, resolve_type_ranges
+from .optim import (
+    build_optimizer,
+    build_scheduler,
+    clip_grad_norm,
+    entity_tables,
+    split_sparse_parameters,
+)
 from .sampling import build_sampled_objective
 from .tensorboard import TensorBoardLog, require_tensorboard
 
@@ -87,104 +95,6 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def _fused(params: list, wanted: bool) -> dict:
-    """``{"fused": True}`` when asked (``train.fused_optimizer``) and torch has a fused Adam
-    kernel for these parameters (float tensors on one CPU or CUDA device): one kernel per
-    tensor instead of ~10 elementwise ops (docs/design-notes.md#training-trainer)."""
-    if not wanted:
-        return {}
-    devices = {p.device.type for p in params}
-    ok = (len(devices) == 1 and devices <= {"cpu", "cuda"}
-          and all(p.is_floating_point() for p in params))
-    version = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
-    return {"fused": True} if ok and version >= (2, 4) else {}
-
-
-def build_optimizer(cfg, params) -> torch.optim.Optimizer:
-    name = cfg.optimizer.lower()
-    params = list(params)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                **_fused(params, getattr(cfg, "fused_optimizer", False)))
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 **_fused(params, getattr(cfg, "fused_optimizer", False)))
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"train.optimizer: unknown optimizer {cfg.optimizer!r} (adam, adamw, adagrad)")
-
-
-def clip_grad_norm(params, max_norm: float) -> Tensor:
-    """``clip_grad_norm_`` that also accepts sparse gradients; returns the total norm.
-
-    The global L2 norm counts dense gradients and the coalesced values of sparse ones (a
-    sparse gradient is replaced by its coalesced form, duplicate rows summed); every
-    gradient is scaled by ``min(1, max_norm / (norm + 1e-6))``. Without sparse gradients
-    this is ``torch.nn.utils.clip_grad_norm_``.
-    """
-    params = [p for p in params if p.grad is not None]
-    if not any(p.grad.is_sparse for p in params):
-        return torch.nn.utils.clip_grad_norm_(params, max_norm)
-    norms = []
-    for p in params:
-        if p.grad.is_sparse:
-            p.grad = p.grad.coalesce()
-            norms.append(torch.linalg.vector_norm(p.grad.values()))
-        else:
-            norms.append(torch.linalg.vector_norm(p.grad))
-    total = torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
-    coef = min(1.0, float(max_norm) / (float(total) + 1e-6))
-    if coef < 1.0:
-        for p in params:
-            if p.grad.is_sparse:
-                p.grad.values().mul_(coef)
-            else:
-                p.grad.mul_(coef)
-    return total
-
-
-def split_sparse_parameters(model) -> tuple[list, list]:
-    """``(sparse, dense)`` parameters of ``model`` for ``train.sparse_embeddings``.
-
-    Sets ``sparse_grad`` on every encoder (sub)module that lists tables in
-    ``sparse_tables`` (see :class:`~gnn_inn.encoders.base.Encoder`); those tables are the
-    sparse parameters, every other trainable parameter is dense.
-    """
-    sparse = []
-    for module in model.modules():
-        tables = getattr(module, "sparse_tables", ())
-        if tables and hasattr(module, "sparse_parameters"):
-            module.sparse_grad = True
-            sparse.extend(p for p in module.sparse_parameters() if p.requires_grad)
-    ids = {id(p) for p in sparse}
-    dense = [p for p in model.parameters() if id(p) not in ids]
-    return sparse, dense
-
-
-def build_scheduler(cfg, optimizer, steps_per_epoch: int):
-    spec = cfg.scheduler
-    if not spec:
-        return None
-    spec = dict(spec)
-    name = spec.pop("name", None)
-    classes = {"step": torch.optim.lr_scheduler.StepLR,
-               "exponential": torch.optim.lr_scheduler.ExponentialLR,
-               "cosine": torch.optim.lr_scheduler.CosineAnnealingLR,
-               "plateau": torch.optim.lr_scheduler.ReduceLROnPlateau}
-    if name == "cosine":
-        spec.setdefault("T_max", cfg.epochs)
-    if name == "plateau":
-        spec.setdefault("mode", "max")
-    if name in classes:
-        try:
-            return classes[name](optimizer, **spec)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"train.scheduler ({name}): {e}") from None
-    raise ValueError(
-        f"train.scheduler.name: unknown scheduler {name!r} (step, exponential, cosine, plateau)"
-    )
-
-
 #: the step's supervision edges hidden from its encoder (kept under its old name)
 remove_triples_from_graph = edges_outside
 
@@ -217,30 +127,32 @@ class Trainer:
         self.generator = seed_everything(config.seed)
         tcfg = config.train
         loss_kwargs = dict(tcfg.loss)
+        try:  # the registry's name for train.loss.name (names are normalised)
+            name, loss_cls = lookup("loss", LOSSES, loss_kwargs.pop("name"))
+        except ValueError as e:
+            raise ConfigError(f"train.loss.name: {e}") from None
         check_combination(encoder=self.model.encoder, decoder=self.model.decoder,
-                          loss=str(loss_kwargs.get("name")), sampled=tcfg.sampler is not None)
+                          loss=name, sampled=tcfg.sampler is not None)
         self.sampler = None  # neighbour-sampled objective (train.sampler), else full batch
         if tcfg.sampler is not None:
             self.sampler = build_sampled_objective(tcfg.sampler, model=self.model, kg=kg,
-                                                   loss=tcfg.loss)
+                                                   loss={**tcfg.loss, "name": name})
             self.loss = None
         else:
-            name = loss_kwargs.pop("name")
             type_ranges = resolve_type_ranges(
                 kg, loss_kwargs.pop("type_constrained", None), loss_name=name,
-                supported=name in LOSSES and accepts_type_ranges(LOSSES[name]))
+                supported=accepts_type_ranges(loss_cls))
             if type_ranges is not None:
-                loss_kwargs["type_ranges"] = type_ranges
                 log.info("loss %r is type-constrained (relation head / tail type ranges)", name)
             try:
                 self.loss = build_loss(name, kg.train, kg.num_entities, kg.num_relations,
-                                       **loss_kwargs)
-            except TypeError as e:  # an unknown or missing option
+                                       type_ranges=type_ranges, **loss_kwargs)
+            except ValueError as e:  # an unknown or missing option, or a bad value
+                if isinstance(e, ConfigError):
+                    raise
                 raise ConfigError(f"train.loss ({name}): {e}") from None
         # entity tables: exchanged under torchrun as the rows a step touched
-        self.row_params = [p for m in self.model.modules() if getattr(m, "sparse_tables", ())
-                           and hasattr(m, "sparse_parameters") for p in m.sparse_parameters()
-                           if p.requires_grad]
+        self.row_params = entity_tables(self.model)
         self.exchange_bytes: list[int] = []  # per step, this epoch (torchrun)
         self.sparse_optimizer: torch.optim.Optimizer | None = None
         if tcfg.sparse_embeddings:
@@ -300,7 +212,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "config": self.config.to_dict(),
             "vocab": self.kg.vocab_dict(),
-            "data_fingerprint": getattr(self.kg, "fingerprint", None),
+            "data_fingerprint": self.kg.fingerprint,
         }
 
     def save(self, name: str) -> None:
@@ -434,7 +346,7 @@ class Trainer:
         triples = getattr(self.kg, split)
         self.model.eval()
         with torch.no_grad():
-            if getattr(self.kg, "ogb_candidates", None):
+            if self.kg.ogb_candidates:
                 return evaluate_ogb(self.model, self.kg, split,
                                     batch_size=self.config.eval.batch_size,
                                     progress=not self.quiet)
@@ -526,14 +438,13 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "device": str(self.device),
         }
-        patterns = getattr(self.kg, "relation_patterns", None)
+        patterns = self.kg.relation_patterns
         if patterns:
             res["test_per_pattern"] = per_pattern(test, patterns)
         decoder = self.model.decoder
-        if hasattr(decoder, "pattern_table"):
+        if decoder.relation_flows:
             res["relation_patterns"] = dict(zip(self.kg.relation_names, decoder.pattern_table()))
-            if getattr(decoder, "composition_rules", None) is not None:
-                res["composition_rules"] = decoder.composition_rules()
+            res["composition_rules"] = decoder.composition_rules()
             res["certificate"] = certify(self.model, per_relation=64, jacobian_samples=4)
         if self.out_dir is not None:
             (self.out_dir / "results.json").write_text(
