@@ -4,7 +4,9 @@ Fixtures live in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
+import ast
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,3 +30,50 @@ def perturb(module: nn.Module, *, std: float, seed: int) -> nn.Module:
         for p in module.parameters():
             p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
     return module
+
+
+# ------------------------------------------------------------------ import graph
+def _modules(pkg: Path) -> dict[str, tuple[Path, bool]]:
+    out = {}
+    for path in pkg.rglob("*.py"):
+        parts = list(path.relative_to(pkg.parent).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        out[".".join(parts[:-1] if is_pkg else parts)] = (path, is_pkg)
+    return out
+
+
+def import_graph(pkg: Path) -> dict[str, set[str]]:
+    """``{module: modules it imports}`` within the package ``pkg`` (e.g. gnn_inn); importing
+    ``a.b.c`` also counts as importing the packages ``a.b`` (their ``__init__`` runs), except a
+    module's own ancestors (Python runs them first) — unless it imports one by name (``from . import x`` inside a
+    package's submodule is an edge back to the package)."""
+    mods = _modules(pkg)
+    graph = {}
+    for name, (path, is_pkg) in mods.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = name.split(".") if is_pkg else name.split(".")[:-1]
+                    base = base[:len(base) - (node.level - 1)]
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in mods else mod
+                           for a in node.names]
+            for t in targets:
+                if t != pkg.name and not t.startswith(pkg.name + "."):
+                    continue
+                while t not in mods:
+                    t = t.rsplit(".", 1)[0]
+                parts = t.split(".")
+                # the packages on the way run first; a module's own ancestors have run already,
+                # unless the module imports one of them by name (``from . import x``)
+                deps.update(d for d in (".".join(parts[:i]) for i in range(2, len(parts)))
+                            if not name.startswith(d + "."))
+                deps.add(t)
+        graph[name] = deps - {name}
+    return graph

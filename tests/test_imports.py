@@ -4,60 +4,18 @@ interpreter."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import gnn_inn
+from helpers import import_graph as _import_graph
 
 PKG = Path(gnn_inn.__file__).resolve().parent
 
 
-def _modules() -> dict[str, tuple[Path, bool]]:
-    out = {}
-    for path in PKG.rglob("*.py"):
-        parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
-        is_pkg = parts[-1] == "__init__"
-        out[".".join(parts[:-1] if is_pkg else parts)] = (path, is_pkg)
-    return out
-
-
 def import_graph() -> dict[str, set[str]]:
-    """``{module: modules it imports}`` within gnn_inn; importing ``a.b.c`` also counts as
-    importing the packages ``a.b`` (their ``__init__`` runs), except a module's own ancestors
-    (Python runs them first) — unless it imports one by name (``from . import x`` inside a
-    package's submodule is an edge back to the package)."""
-    mods = _modules()
-    graph = {}
-    for name, (path, is_pkg) in mods.items():
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            targets = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = name.split(".") if is_pkg else name.split(".")[:-1]
-                    base = base[:len(base) - (node.level - 1)]
-                    mod = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    mod = node.module or ""
-                targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in mods else mod
-                           for a in node.names]
-            for t in targets:
-                if not t.startswith("gnn_inn"):
-                    continue
-                while t not in mods:
-                    t = t.rsplit(".", 1)[0]
-                parts = t.split(".")
-                # the packages on the way run first; a module's own ancestors have run already,
-                # unless the module imports one of them by name (``from . import x``)
-                deps.update(d for d in (".".join(parts[:i]) for i in range(2, len(parts)))
-                            if not name.startswith(d + "."))
-                deps.add(t)
-        graph[name] = deps - {name}
-    return graph
+    return _import_graph(PKG)
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -5,12 +5,13 @@ included)."""
 
 from __future__ import annotations
 
-import ast
 import re
 import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import import_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -90,38 +91,13 @@ def part_of(module: str) -> str:
 
 
 def part_imports(pkg: Path) -> dict[str, set[str]]:
-    """``{part: other parts of gnn_inn it imports}``, over every ``import`` statement of every
-    module of ``pkg`` (module level or inside a function; relative imports resolved)."""
+    """``{part: other parts of the package it imports}``, over every ``import`` statement of
+    every module of ``pkg`` (module level or inside a function; relative imports resolved)."""
     out: dict[str, set[str]] = {}
-    for path in sorted(pkg.rglob("*.py")):
-        rel = list(path.relative_to(pkg.parent).with_suffix("").parts)
-        is_pkg = rel[-1] == "__init__"
-        name = ".".join(rel[:-1] if is_pkg else rel)
-        deps = out.setdefault(part_of(name), set())
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = name.split(".") if is_pkg else name.split(".")[:-1]
-                    base = base[:len(base) - (node.level - 1)]
-                    mod = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    mod = node.module or ""
-                # `from gnn_inn import data` imports the part `data`; `from gnn_inn import
-                # __version__` imports the root package
-                targets = [f"{mod}.{a.name}" if mod == pkg.name and _is_part(pkg, a.name)
-                           else mod for a in node.names]
-            else:
-                continue
-            for t in targets:
-                if (t == pkg.name or t.startswith(pkg.name + ".")) and part_of(t) != part_of(name):
-                    deps.add(part_of(t))
+    for mod, deps in import_graph(pkg).items():
+        out.setdefault(part_of(mod), set()).update(
+            part_of(d) for d in deps if part_of(d) != part_of(mod))
     return out
-
-
-def _is_part(pkg: Path, name: str) -> bool:
-    return (pkg / name / "__init__.py").is_file() or (pkg / f"{name}.py").is_file()
 
 
 def table_mismatches(table: dict[str, set[str]], real: dict[str, set[str]]) -> list[str]:
