@@ -45,8 +45,8 @@ def _modules(pkg: Path) -> dict[str, tuple[Path, bool]]:
 def import_graph(pkg: Path) -> dict[str, set[str]]:
     """``{module: modules it imports}`` within the package ``pkg`` (e.g. gnn_inn); importing
     ``a.b.c`` also counts as importing the packages ``a.b`` (their ``__init__`` runs), except a
-    module's own ancestors (Python runs them first) — unless it imports one by name (``from . import x`` inside a
-    package's submodule is an edge back to the package)."""
+    module's own ancestors (Python runs them first) — unless it imports one by name
+    (``from . import x`` inside a package's submodule is an edge back to the package)."""
     mods = _modules(pkg)
     graph = {}
     for name, (path, is_pkg) in mods.items():
