@@ -264,19 +264,19 @@ def cmd_sample(args) -> int:
     for name, table, what in ((anchor_name, ent_id, "entity"), (args.relation, rel_id, "relation")):
         if name not in table:
             raise ValueError(f"unknown {what} {name!r} (not in the dataset's vocabulary)")
-    mode = "tail" if args.head is not None else "head"
+    direction = "tail" if args.head is not None else "head"
     a, r = ent_id[anchor_name], rel_id[args.relation]
     g = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
         ent, rel = model.encode()
         dev = ent.device
         ids = dec.sample_entities(ent, rel, torch.tensor([a], device=dev),
-                                  torch.tensor([r], device=dev), args.n, g, mode=mode,
+                                  torch.tensor([r], device=dev), args.n, g, direction=direction,
                                   temperature=args.temperature)[0]
     known: dict[int, list[str]] = {}
     for split in ("train", "valid", "test"):
         tr = getattr(kg, split)
-        if mode == "tail":
+        if direction == "tail":
             hit = tr[(tr[:, 0] == a) & (tr[:, 1] == r)][:, 2]
         else:
             hit = tr[(tr[:, 2] == a) & (tr[:, 1] == r)][:, 0]
@@ -288,7 +288,7 @@ def cmd_sample(args) -> int:
             for e, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     answers = [{"entity": kg.entity_names[e], "splits": sp, "sampled": e in counts}
                for e, sp in sorted(known.items())]
-    query = (f"({anchor_name}, {args.relation}, ?)" if mode == "tail"
+    query = (f"({anchor_name}, {args.relation}, ?)" if direction == "tail"
              else f"(?, {args.relation}, {anchor_name})")
     print(_json({
         "query": query, "n": args.n, "seed": args.seed, "temperature": args.temperature,

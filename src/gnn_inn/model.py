@@ -105,11 +105,11 @@ class LinkPredictor(nn.Module):
         return self.decoder.score_heads(ent, rel, r, t)
 
     def score_candidates(
-        self, h: Tensor, r: Tensor, t: Tensor, candidates: Tensor, mode: str = "tail"
+        self, h: Tensor, r: Tensor, t: Tensor, candidates: Tensor, direction: str = "tail"
     ) -> Tensor:
         """Scores ``[B, K]`` of ``candidates[B, K]`` replacing the tail or head."""
         ent, rel = self.encode()
-        return self.decoder.score_candidates(ent, rel, h, r, t, candidates, mode)
+        return self.decoder.score_candidates(ent, rel, h, r, t, candidates, direction)
 
     def num_parameters(self) -> int:
         """``sum(p.numel())`` over all parameters (encoder and decoder)."""

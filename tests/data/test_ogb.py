@@ -360,7 +360,7 @@ class _TiedScorer:
     def __init__(self, levels: int) -> None:
         self.levels = levels
 
-    def score_candidates(self, h, r, t, cand, mode):
+    def score_candidates(self, h, r, t, cand, direction):
         if self.levels == 1:
             return torch.zeros(cand.shape)
         return ((cand * 7 + r[:, None]) % self.levels).float()

@@ -111,3 +111,21 @@ def test_unknown_decoder_and_bad_kwargs():
         build_decoder("distmult", num_relations=2, dim=4, bogus=1)
     with pytest.raises(ValueError, match="even"):
         build_decoder("complex", num_relations=2, dim=5)
+
+
+@pytest.mark.parametrize("name", ["transe", "distmult"])
+def test_direction_keyword_selects_the_query_and_rejects_other_values(name):
+    dec, ent, h, r, t = _setup(name)
+    cand = torch.randint(N, (B, 4), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        heads = dec.score_candidates(ent, None, h, r, t, cand, direction="head")
+        tails = dec.score_candidates(ent, None, h, r, t, cand, direction="tail")
+        torch.testing.assert_close(heads, dec.score_heads(ent, None, r, t).gather(1, cand))
+        torch.testing.assert_close(tails, dec.score_tails(ent, None, h, r).gather(1, cand))
+        shared = dec.score_shared(ent, None, h, r, t, cand[0], direction="head")
+        torch.testing.assert_close(shared, dec.score_heads(ent, None, r, t)[:, cand[0]])
+        for call in (lambda: dec.score_candidates(ent, None, h, r, t, cand, direction="tails"),
+                     lambda: dec.score_shared(ent, None, h, r, t, cand[0], direction="mode"),
+                     lambda: dec.query_points(ent, None, h, r, t, "both")):
+            with pytest.raises(ValueError, match="direction must be 'head' or 'tail'"):
+                call()

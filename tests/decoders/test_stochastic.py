@@ -42,19 +42,19 @@ def test_registered():
     assert DECODERS["stochastic_flow"] is StochasticFlowDecoder
 
 
-@pytest.mark.parametrize("mode", ["tail", "head"])
-def test_gaussian_special_case_equals_normal_log_prob(mode):
+@pytest.mark.parametrize("direction", ["tail", "head"])
+def test_gaussian_special_case_equals_normal_log_prob(direction):
     # coupling at its (zero-initialised) start: the model is N(μ, diag σ²) exactly
     dec, ent, h, r, t = _setup(perturb_coupling=False, rerank_k="all")
-    anchor = h if mode == "tail" else t
-    mu, ls, _ = dec.gaussian_params(ent, None, anchor, r, mode)
+    anchor = h if direction == "tail" else t
+    mu, ls, _ = dec.gaussian_params(ent, None, anchor, r, direction)
     assert (ls.std() > 0.05) and (mu - ent[anchor]).abs().max() > 0.1  # non-trivial μ, σ
     ref = torch.distributions.Normal(mu.unsqueeze(1), ls.exp().unsqueeze(1)).log_prob(
         ent.unsqueeze(0)).sum(-1)                                        # [B, N]
-    torch.testing.assert_close(dec.log_prob(ent, None, anchor, r, _all(B), mode), ref)
+    torch.testing.assert_close(dec.log_prob(ent, None, anchor, r, _all(B), direction), ref)
     # stage 1 (one weighted matrix product) is the same density
     torch.testing.assert_close(dec.gaussian_all(mu, ls, ent), ref)
-    scores = dec.score_tails(ent, None, h, r) if mode == "tail" else \
+    scores = dec.score_tails(ent, None, h, r) if direction == "tail" else \
         dec.score_heads(ent, None, r, t)
     torch.testing.assert_close(scores, ref)
 
@@ -125,23 +125,23 @@ def test_rerank_statistics_are_recorded():
     assert dec.rerank_statistics()["queries"] == 2 * B
 
 
-@pytest.mark.parametrize("mode", ["tail", "head"])
-def test_score_candidates_consistent_with_score_all(mode):
+@pytest.mark.parametrize("direction", ["tail", "head"])
+def test_score_candidates_consistent_with_score_all(direction):
     dec, ent, h, r, t = _setup(rerank_k="all")
     cand = torch.randint(N, (B, 7), generator=torch.Generator().manual_seed(3))
-    sc = dec.score_candidates(ent, None, h, r, t, cand, mode)
-    full = dec.score_tails(ent, None, h, r) if mode == "tail" else \
+    sc = dec.score_candidates(ent, None, h, r, t, cand, direction)
+    full = dec.score_tails(ent, None, h, r) if direction == "tail" else \
         dec.score_heads(ent, None, r, t)
     torch.testing.assert_close(sc, full.gather(1, cand))
     torch.testing.assert_close(dec.score(ent, None, h, r, t),
                                dec.score_tails(ent, None, h, r)[torch.arange(B), t])
     # with a top-K re-ranker the candidates' full density is what the re-ranked entries show
     dec.rerank_k = 5
-    mu, ls, _ = dec.gaussian_params(ent, None, h if mode == "tail" else t, r, mode)
+    mu, ls, _ = dec.gaussian_params(ent, None, h if direction == "tail" else t, r, direction)
     top = dec.gaussian_all(mu, ls, ent).topk(5, dim=1).indices
-    full = dec.score_tails(ent, None, h, r) if mode == "tail" else \
+    full = dec.score_tails(ent, None, h, r) if direction == "tail" else \
         dec.score_heads(ent, None, r, t)
-    torch.testing.assert_close(dec.score_candidates(ent, None, h, r, t, top, mode),
+    torch.testing.assert_close(dec.score_candidates(ent, None, h, r, t, top, direction),
                                full.gather(1, top))
 
 
@@ -205,8 +205,12 @@ def test_head_mirror_shares_the_map_and_uses_its_own_context_row():
         dec.relation[R:] += 1.0
     torch.testing.assert_close(dec.score_tails(ent, None, h, r), before_t)
     assert not torch.allclose(dec.score_heads(ent, None, r, t), before_h)
-    s = dec.sample(ent, None, t, r, 4, torch.Generator().manual_seed(0), mode="head")
+    s = dec.sample(ent, None, t, r, 4, torch.Generator().manual_seed(0), direction="head")
     assert s.shape == (B, 4, D) and torch.isfinite(s).all()
+    for call in (lambda: dec.sample(ent, None, t, r, 4, direction="heads"),
+                 lambda: dec.score_candidates(ent, None, h, r, t, _all(B), direction="x")):
+        with pytest.raises(ValueError, match="direction must be 'head' or 'tail', got"):
+            call()
 
 
 def test_encoder_relations_need_two_rows_per_relation():

@@ -124,13 +124,14 @@ def test_score_shared_equals_per_query_scores(decoder):
         ent, rel = model.encode()
         h, r, t = tr.kg.train[:10].unbind(1)
         cand = torch.tensor([3, 0, 17, 42, 5])
-        for mode in ("tail", "head"):
-            got = dec.score_shared(ent, rel, h, r, t, cand, mode)
+        for direction in ("tail", "head"):
+            got = dec.score_shared(ent, rel, h, r, t, cand, direction)
             if decoder == "stochastic_flow":
-                mu, ls, _ = dec.gaussian_params(ent, rel, h if mode == "tail" else t, r, mode)
+                anchor = h if direction == "tail" else t
+                mu, ls, _ = dec.gaussian_params(ent, rel, anchor, r, direction)
                 want = dec.gaussian_all(mu, ls, ent)[:, cand]
             else:
-                want = (dec.score_tails(ent, rel, h, r) if mode == "tail"
+                want = (dec.score_tails(ent, rel, h, r) if direction == "tail"
                         else dec.score_heads(ent, rel, r, t))[:, cand]
             torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
         # rows of a subgraph: the global ids select the per-entity terms

@@ -73,11 +73,9 @@ class TripleSet:
         (``direction='head'``) to a triple of the set."""
         a, rr = anchor.unsqueeze(1), r.unsqueeze(1)
         c = cand if cand.dim() == 2 else cand.unsqueeze(0)
-        if direction == "tail":
+        if check_direction(direction) == "tail":
             return self.contains_hrt(a, rr, c)
-        if direction == "head":
-            return self.contains_hrt(c, rr, a)
-        raise ValueError(f"direction must be 'tail' or 'head', got {direction!r}")
+        return self.contains_hrt(c, rr, a)
 
 
 def edges_outside(edge_index: Tensor, edge_type: Tensor, triples: Tensor, num_entities: int,
@@ -97,6 +95,13 @@ def edges_outside(edge_index: Tensor, edge_type: Tensor, triples: Tensor, num_en
 
 #: The two query directions: ``'head'`` asks ``(?, r, t)``, ``'tail'`` asks ``(h, r, ?)``.
 DIRECTIONS: tuple[str, ...] = ("head", "tail")
+
+
+def check_direction(direction: str) -> str:
+    """``direction`` itself when it is one of :data:`DIRECTIONS`, else a ``ValueError``."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'head' or 'tail', got {direction!r}")
+    return direction
 
 #: Which false facts :func:`sample_negatives` draws (``negatives`` of the ``elbo`` loss).
 NEGATIVE_MODES: tuple[str, ...] = ("corrupt", "uniform")
@@ -137,5 +142,6 @@ def sample_negatives(h: Tensor, r: Tensor, t: Tensor, num_negatives: int, num_en
 
 
 __all__ = [
-    "DIRECTIONS", "NEGATIVE_MODES", "TripleSet", "edges_outside", "sample_negatives", "triple_key",
+    "DIRECTIONS", "NEGATIVE_MODES", "TripleSet", "check_direction", "edges_outside",
+    "sample_negatives", "triple_key",
 ]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..data.triples import check_direction
+
 
 class Decoder(nn.Module):
     r"""Base class of relation decoders.
@@ -131,19 +133,20 @@ class Decoder(nn.Module):
 
     def score_candidates(
         self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, t: Tensor,
-        candidates: Tensor, mode: str = "tail",
+        candidates: Tensor, direction: str = "tail",
     ) -> Tensor:
-        """Scores ``[B, K]``: ``candidates[B, K]`` replace the tail (``mode='tail'``) or head."""
-        q = self.query_points(ent, rel, h, r, t, mode)
+        """Scores ``[B, K]``: ``candidates[B, K]`` replace the tail (``direction='tail'``) or
+        the head (``'head'``)."""
+        q = self.query_points(ent, rel, h, r, t, direction)
         return self.similarity_pairs(q, ent[candidates], candidates)
 
     def score_shared(
         self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, t: Tensor,
-        candidates: Tensor, mode: str = "tail", ids: Tensor | None = None,
+        candidates: Tensor, direction: str = "tail", ids: Tensor | None = None,
     ) -> Tensor:
         """Scores ``[B, K]`` of every query against one shared candidate set.
 
-        The training score of neighbour-sampled steps: ``B`` queries (``mode='tail'``:
+        The training score of neighbour-sampled steps: ``B`` queries (``direction='tail'``:
         ``(h, r, ?)``; ``'head'``: ``(?, r, t)``) against the same ``K`` entities — one query
         map per query and one ``[B, K]`` similarity, never a ``[B, K, d]`` gather.
 
@@ -152,11 +155,11 @@ class Decoder(nn.Module):
             rel: relation representations or ``None``.
             h, r, t: ``LongTensor[B]``; ``h`` / ``t`` are rows of ``ent``.
             candidates: ``LongTensor[K]`` rows of ``ent``.
-            mode: ``'tail'`` or ``'head'``.
+            direction: ``'tail'`` or ``'head'``.
             ids: ``LongTensor[n]`` global entity id of each row of ``ent`` (subgraph
                 encodings); ``None`` when row = id. Used by per-entity terms (biases).
         """
-        q = self.query_points(ent, rel, h, r, t, mode)
+        q = self.query_points(ent, rel, h, r, t, direction)
         cand_ids = candidates if ids is None else ids[candidates]
         return self.similarity_shared(q, ent[candidates], cand_ids)
 
@@ -167,14 +170,12 @@ class Decoder(nn.Module):
         return self.similarity_all(q, cand)
 
     def query_points(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, t: Tensor,
-                     mode: str) -> Tensor:
-        """Query points ``[B, d_q]``: :meth:`tail_query` for ``mode='tail'``, else
+                     direction: str) -> Tensor:
+        """Query points ``[B, d_q]``: :meth:`tail_query` for ``direction='tail'``, else
         :meth:`head_query`."""
-        if mode == "tail":
+        if check_direction(direction) == "tail":
             return self.tail_query(ent, rel, h, r)
-        if mode == "head":
-            return self.head_query(ent, rel, r, t)
-        raise ValueError(f"mode must be 'tail' or 'head', got {mode!r}")
+        return self.head_query(ent, rel, r, t)
 
     def score(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         """Scores ``[B]`` of the triples ``(h, r, t)`` (tail direction)."""
@@ -190,12 +191,12 @@ class Decoder(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} has no relation patterns")
 
     def density_terms(self, ent: Tensor, rel: Tensor | None, anchor: Tensor, r: Tensor,
-                      target: Tensor, mode: str) -> dict[str, Tensor]:
+                      target: Tensor, direction: str) -> dict[str, Tensor]:
         """The terms of the ``flow_nll`` loss (decoders with :attr:`density`)."""
         raise NotImplementedError(f"{type(self).__name__} defines no density")
 
     def sample_entities(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, n: int,
-                        generator: torch.Generator | None = None, *, mode: str = "tail",
+                        generator: torch.Generator | None = None, *, direction: str = "tail",
                         temperature: float = 1.0) -> Tensor:
         """``LongTensor[B, n]`` sampled answers (decoders with :attr:`samples_entities`)."""
         raise NotImplementedError(f"{type(self).__name__} is deterministic and cannot sample")

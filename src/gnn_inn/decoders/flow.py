@@ -347,8 +347,8 @@ class FlowDecoder(Decoder):
         q = self.head_query(ent, rel, r, t)
         return self._finish(neg_distance_all(q, ent, self.p), r, None)
 
-    def score_candidates(self, ent, rel, h, r, t, candidates, mode="tail"):
-        q = self.query_points(ent, rel, h, r, t, mode)
+    def score_candidates(self, ent, rel, h, r, t, candidates, direction="tail"):
+        q = self.query_points(ent, rel, h, r, t, direction)
         fwd = neg_distance_pairs(q, ent[candidates], self.p)
         if self.symmetric_score and self.training:
             # backward direction: map every candidate through the opposite map, compare to
@@ -356,29 +356,30 @@ class FlowDecoder(Decoder):
             b, k = candidates.shape
             rr = r.unsqueeze(1).expand(b, k).reshape(-1)
             c = ent[candidates].reshape(b * k, -1)
-            mapped, _ = self.transform(c, rr, rel, inverse=(mode == "tail"),
+            mapped, _ = self.transform(c, rr, rel, inverse=(direction == "tail"),
                                        snap_to=self._snap_to(ent))
-            anchor = ent[h] if mode == "tail" else ent[t]
+            anchor = ent[h] if direction == "tail" else ent[t]
             fwd = 0.5 * (fwd + neg_distance_pairs(anchor, mapped.view(b, k, -1), self.p))
         return self._finish(fwd, r, candidates)
 
-    def score_shared(self, ent, rel, h, r, t, candidates, mode="tail", ids=None):
+    def score_shared(self, ent, rel, h, r, t, candidates, direction="tail", ids=None):
         """Scores ``[B, K]`` of the queries against shared candidates ``candidates [K]`` (rows of
         ``ent``; ``ids`` their global ids, see :meth:`Decoder.score_shared`): one ``[B, K]``
         distance, then ``τ_r`` and the candidates' biases. With ``symmetric_score`` in training
         the backward distance ``‖e_anchor − f_r^{∓1}(e_c)‖`` maps the ``K`` candidates once per
         distinct relation of the batch (not once per query)."""
-        q = self.query_points(ent, rel, h, r, t, mode)
+        q = self.query_points(ent, rel, h, r, t, direction)
         cand = ent[candidates]
         neg = neg_distance_all(q, cand, self.p)
         if self.symmetric_score and self.training:
-            anchor = ent[h] if mode == "tail" else ent[t]
+            anchor = ent[h] if direction == "tail" else ent[t]
             rels, inv = torch.unique(r, return_inverse=True)
             back = torch.empty_like(neg)
             for i in range(rels.numel()):
                 sel = (inv == i).nonzero().squeeze(1)
                 mapped, _ = self.transform(cand, rels[i].expand(cand.shape[0]), rel,
-                                           inverse=(mode == "tail"), snap_to=self._snap_to(ent))
+                                           inverse=(direction == "tail"),
+                                           snap_to=self._snap_to(ent))
                 back[sel] = neg_distance_all(anchor[sel], mapped, self.p)
             neg = 0.5 * (neg + back)
         return self._finish(neg, r, candidates if ids is None else ids[candidates])

@@ -58,7 +58,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data.triples import DIRECTIONS
+from ..data.triples import check_direction
 from ..flows import build_flow, soft_clamp
 from .base import Decoder, neg_distance_all
 from .flow import FlowDecoder
@@ -221,7 +221,7 @@ class StochasticFlowDecoder(Decoder):
         """The mean map's composition ties (see :meth:`FlowDecoder.composition_rules`)."""
         return self.mean.composition_rules()
 
-    def _relation_context(self, rel: Tensor | None, r: Tensor, mode: str) -> Tensor:
+    def _relation_context(self, rel: Tensor | None, r: Tensor, direction: str) -> Tensor:
         table = self.relation if rel is None else rel
         if table is None:
             return self.relation_embedding(rel, r)  # raises the base class's clear error
@@ -232,20 +232,19 @@ class StochasticFlowDecoder(Decoder):
                 f"{tuple(table.shape)}; set context_dim to the encoder's relation size or use "
                 "relation_source='own'"
             )
-        return table[r + self.num_relations if mode == "head" else r]
+        return table[r + self.num_relations if direction == "head" else r]
 
     def gaussian_params(self, ent: Tensor, rel: Tensor | None, anchor: Tensor, r: Tensor,
-                        mode: str = "tail") -> tuple[Tensor, Tensor, Tensor]:
+                        direction: str = "tail") -> tuple[Tensor, Tensor, Tensor]:
         """``(μ [B, d], log σ [B, d], context c [B, |ρ| + d])`` of the queries.
 
-        ``mode='tail'``: ``anchor`` are heads, ``μ = f_r(e_h)``; ``'head'``: tails,
+        ``direction='tail'``: ``anchor`` are heads, ``μ = f_r(e_h)``; ``'head'``: tails,
         ``μ = f_r⁻¹(e_t)``.
         """
-        if mode not in DIRECTIONS:
-            raise ValueError(f"mode must be 'tail' or 'head', got {mode!r}")
+        check_direction(direction)
         a = ent[anchor]
-        mu, _ = self.mean.transform(a, r, rel, inverse=(mode == "head"))
-        ctx = torch.cat([self._relation_context(rel, r, mode).to(a.dtype), a], dim=1)
+        mu, _ = self.mean.transform(a, r, rel, inverse=(direction == "head"))
+        ctx = torch.cat([self._relation_context(rel, r, direction).to(a.dtype), a], dim=1)
         log_sigma = soft_clamp(self.scale_net(ctx), self.scale_clamp)
         return mu, log_sigma, ctx
 
@@ -287,14 +286,14 @@ class StochasticFlowDecoder(Decoder):
         return self._flow_rows(mu, log_sigma, ctx, rows, ent=ent, ids=ids.reshape(-1)).view(b, k)
 
     def log_prob(self, ent: Tensor, rel: Tensor | None, anchor: Tensor, r: Tensor,
-                 candidates: Tensor, mode: str = "tail") -> Tensor:
+                 candidates: Tensor, direction: str = "tail") -> Tensor:
         """Full ``log p(e_c | e_anchor, r)`` of entity ids ``candidates [B, K]`` → ``[B, K]``."""
-        mu, ls, ctx = self.gaussian_params(ent, rel, anchor, r, mode)
+        mu, ls, ctx = self.gaussian_params(ent, rel, anchor, r, direction)
         return self._flow_ids(mu, ls, ctx, ent, candidates)
 
     # ------------------------------------------------------------------ ranking
-    def _rank_all(self, ent, rel, anchor, r, mode) -> Tensor:
-        return self._two_stage(ent, *self.gaussian_params(ent, rel, anchor, r, mode))
+    def _rank_all(self, ent, rel, anchor, r, direction) -> Tensor:
+        return self._two_stage(ent, *self.gaussian_params(ent, rel, anchor, r, direction))
 
     def _resolve_k(self, n: int) -> int:
         k = self.train_rerank_k if self.training else self.rerank_k
@@ -335,7 +334,7 @@ class StochasticFlowDecoder(Decoder):
         return out
 
     def density_terms(self, ent: Tensor, rel: Tensor | None, anchor: Tensor, r: Tensor,
-                      target: Tensor, mode: str = "tail") -> dict[str, Tensor]:
+                      target: Tensor, direction: str = "tail") -> dict[str, Tensor]:
         """What the ``flow_nll`` loss needs, from one query computation.
 
         The re-ranker's candidate set is the target followed by stage 1's top ``K``
@@ -344,7 +343,7 @@ class StochasticFlowDecoder(Decoder):
         target), "candidate_scores": [B, 1 + K] full log-densities with the target's
         duplicate inside the top K set to −inf, "target_log_prob": [B]}``.
         """
-        mu, ls, ctx = self.gaussian_params(ent, rel, anchor, r, mode)
+        mu, ls, ctx = self.gaussian_params(ent, rel, anchor, r, direction)
         s1 = self.gaussian_all(mu, ls, ent)
         n = ent.shape[0]
         k = self._resolve_k(n)
@@ -366,19 +365,17 @@ class StochasticFlowDecoder(Decoder):
         """Two-stage scores ``[B, N]`` of every entity as the head of ``(?, r, t)``."""
         return self._rank_all(ent, rel, t, r, "head")
 
-    def score_candidates(self, ent, rel, h, r, t, candidates, mode="tail"):
+    def score_candidates(self, ent, rel, h, r, t, candidates, direction="tail"):
         """Full log-density ``[B, K]`` of ``candidates [B, K]`` replacing the tail or head."""
-        if mode not in DIRECTIONS:
-            raise ValueError(f"mode must be 'tail' or 'head', got {mode!r}")
-        anchor = h if mode == "tail" else t
-        return self.log_prob(ent, rel, anchor, r, candidates, mode)
+        anchor = h if check_direction(direction) == "tail" else t
+        return self.log_prob(ent, rel, anchor, r, candidates, direction)
 
-    def score_shared(self, ent, rel, h, r, t, candidates, mode="tail", ids=None):
+    def score_shared(self, ent, rel, h, r, t, candidates, direction="tail", ids=None):
         """Stage-1 scores ``[B, K]``: the Gaussian log-density ``log N(e_c; μ, diag σ²)`` of the
         shared candidates ``candidates [K]`` (one matrix product, :meth:`gaussian_all`). This is
         what neighbour-sampled training fits; the conditional coupling re-ranks at evaluation
         (and is trained by the full-batch ``flow_nll`` / ``nssa`` objectives)."""
-        mu, ls, _ = self.gaussian_params(ent, rel, h if mode == "tail" else t, r, mode)
+        mu, ls, _ = self.gaussian_params(ent, rel, h if direction == "tail" else t, r, direction)
         return self.gaussian_all(mu, ls, ent[candidates])
 
     def tail_query(self, ent, rel, h, r):
@@ -391,11 +388,11 @@ class StochasticFlowDecoder(Decoder):
 
     # ----------------------------------------------------------------- sampling
     def sample(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, n: int,
-               generator: torch.Generator | None = None, *, mode: str = "tail",
+               generator: torch.Generator | None = None, *, direction: str = "tail",
                temperature: float = 1.0) -> Tensor:
         """``n`` samples ``e = μ + σ ⊙ C(T·z; c)``, ``z ~ N(0, I)``, per query: ``[B, n, d]``.
 
-        ``h`` is the anchor: the head for ``mode='tail'``, the tail for ``mode='head'``.
+        ``h`` is the anchor: the head for ``direction='tail'``, the tail for ``direction='head'``.
         ``z`` is drawn on the CPU from ``generator`` (then moved), so a seed gives the same
         samples on every device. ``temperature`` ``T < 1`` samples the base distribution
         ``N(0, T²I)`` (Glow's reduced-temperature sampling): in ``d`` dimensions a sample lies
@@ -405,17 +402,17 @@ class StochasticFlowDecoder(Decoder):
             raise ValueError(f"n must be ≥ 1, got {n}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        mu, ls, ctx = self.gaussian_params(ent, rel, h, r, mode)
+        mu, ls, ctx = self.gaussian_params(ent, rel, h, r, direction)
         b, d = mu.shape
         z = torch.randn(b * n, d, generator=generator, dtype=mu.dtype).to(mu.device)
         u, _ = self.coupling(z * temperature, ctx.repeat_interleave(n, dim=0))
         return mu.unsqueeze(1) + torch.exp(ls).unsqueeze(1) * u.view(b, n, d)
 
     def sample_entities(self, ent: Tensor, rel: Tensor | None, h: Tensor, r: Tensor, n: int,
-                        generator: torch.Generator | None = None, *, mode: str = "tail",
+                        generator: torch.Generator | None = None, *, direction: str = "tail",
                         temperature: float = 1.0) -> Tensor:
         """Nearest entity ids ``LongTensor[B, n]`` of :meth:`sample`'s points."""
-        return nearest_entities(self.sample(ent, rel, h, r, n, generator, mode=mode,
+        return nearest_entities(self.sample(ent, rel, h, r, n, generator, direction=direction,
                                             temperature=temperature), ent)
 
     def extra_repr(self) -> str:

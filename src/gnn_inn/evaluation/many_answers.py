@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..data.triples import DIRECTIONS
+from ..data.triples import DIRECTIONS, check_direction
 from .evaluator import evaluate
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,7 @@ def answer_sets(kg, *, split: str = "test", direction: str = "tail", min_answers
     answers in train ∪ valid ∪ test, optionally restricted to relation ids ``relations``."""
     from ..data.filters import FilterIndex
 
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be 'tail' or 'head', got {direction!r}")
+    check_direction(direction)
     triples = getattr(kg, split)
     if relations is not None:
         triples = triples[torch.isin(triples[:, 1], torch.as_tensor(list(relations)))]
@@ -168,7 +167,7 @@ def sample_ids(model, anchor: Tensor, relation: Tensor, n: int, direction: str,
     dev = ent.device
     a, r = anchor.to(dev), relation.to(dev)
     if dec.samples_entities:
-        return dec.sample_entities(ent, rel, a, r, n, generator, mode=direction,
+        return dec.sample_entities(ent, rel, a, r, n, generator, direction=direction,
                                    temperature=temperature).cpu()
     try:
         q = (dec.tail_query(ent, rel, a, r) if direction == "tail"

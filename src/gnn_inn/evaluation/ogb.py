@@ -90,7 +90,7 @@ def evaluate_ogb(model, kg, split: str = "test", *, batch_size: int = 256,
 
     Args:
         model: anything with ``score_candidates(h [B], r [B], t [B], candidates [B, 1 + K],
-            mode) -> [B, 1 + K]`` (e.g. :class:`gnn_inn.model.LinkPredictor`); an ``nn.Module``
+            direction) -> [B, 1 + K]`` (e.g. :class:`gnn_inn.model.LinkPredictor`); an ``nn.Module``
             is put in eval mode for the evaluation and restored afterwards.
         kg: an :class:`~gnn_inn.data.ogb.OGBKnowledgeGraph` (``ogb_name``, ``ogb_candidates``
             ``{split: {"head_neg", "tail_neg": LongTensor[M, K]}}`` aligned with ``kg.<split>``).

@@ -499,7 +499,7 @@ class FlowNLLLoss(OneVsAllLoss):
       answers of a query, which is what sampling needs. It is bounded below because the
       decoder soft-clamps its log-scales.
 
-    Needs a decoder with ``density_terms(ent, rel, anchor, r, target, mode)`` (the
+    Needs a decoder with ``density_terms(ent, rel, anchor, r, target, direction)`` (the
     ``stochastic_flow`` decoder). The plain ``1vsall`` loss also works with that decoder (its
     training-mode scores are ``s₂`` on stage 1's top ``K`` and ``s₁`` elsewhere) but trains
     neither the stage-1 ranking on its own nor the density's normalisation.
