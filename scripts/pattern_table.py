@@ -11,7 +11,8 @@ detected inverse pairs, f_{r3} = f_{r2} ∘ f_{r1} for mined composition rules) 
 picks which — beside ComplEx / RotatE / TransE baselines with the same budget. ``auto-norules``
 is ``auto`` without composition rules (``composition_confidence: null``); ``auto-snap`` is
 ``auto`` whose composed relations snap to the nearest entity between body relations
-(``composition_snap``, temperature ``--snap``; 0 = nearest entity). Prints per-pattern
+(``composition_snap``, temperature ``--snap``; 0 = nearest entity; when scoring in eval mode,
+in training too with ``--snap-train``). Prints per-pattern
 test MRR as a Markdown table and writes ``<out>/synthetic.json`` (with each auto run's chosen
 patterns and adopted rules).
 """
@@ -44,6 +45,8 @@ def main() -> None:
                    choices=["free", "auto", "auto-norules", "auto-snap"])
     p.add_argument("--snap", type=float, default=0.0,
                    help="composition_snap temperature of the auto-snap mode (0: nearest entity)")
+    p.add_argument("--snap-train", action="store_true",
+                   help="auto-snap snaps in training too (composition_snap_train)")
     p.add_argument("--out", default="runs/pattern_table")
     args = p.parse_args()
     info = print_header()
@@ -54,6 +57,7 @@ def main() -> None:
             dec["composition_confidence"] = None
         if mode == "auto-snap":
             dec["composition_snap"] = args.snap
+            dec["composition_snap_train"] = args.snap_train
         return dec
 
     runs = [(f"flow/{f} ({m})", decoder(f, m)) for f in args.families for m in args.modes]

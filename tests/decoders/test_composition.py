@@ -217,7 +217,7 @@ def _nearest(y, ent):
 
 @pytest.mark.parametrize("flow", ["rotation", "affine_coupling"])
 def test_snap_chains_through_the_nearest_entity_both_directions(flow):
-    dec = _dec(flow, composition_snap=0.0)
+    dec = _dec(flow, composition_snap=0.0).eval()
     ent = _x(b=40, seed=7, scale=2.0)
     h = torch.arange(6)
     # r2 = f1 ∘ f0: tail queries snap after f0; head queries after f1⁻¹
@@ -264,8 +264,16 @@ def test_soft_snap_temperature_and_gradients():
     torch.testing.assert_close(cold, _nearest(y, ent), atol=1e-8, rtol=0)
     hot = _dec("rotation", composition_snap=1e6)._snap(y, ent)
     torch.testing.assert_close(hot, ent.mean(0).expand_as(hot), atol=1e-3, rtol=0)
-    # hard snap passes gradients straight through to the first body map and to the entities
+    # training snaps only with composition_snap_train; then the hard snap passes gradients
+    # straight through to the first body map and to the entities
+    h, r2 = torch.arange(4), torch.full((4,), 2)
     dec = _dec("rotation", composition_snap=0.0)
+    plain = _f(dec, _f(dec, ent[h], 0)[0], 1)[0]
+    torch.testing.assert_close(dec.tail_query(ent, None, h, r2), plain)  # training: no snap
+    snapped = _f(dec, _nearest(_f(dec, ent[h], 0)[0], ent), 1)[0]
+    torch.testing.assert_close(dec.eval().tail_query(ent, None, h, r2), snapped)
+    dec = _dec("rotation", composition_snap=0.0, composition_snap_train=True)
+    torch.testing.assert_close(dec.tail_query(ent, None, h, r2), snapped)
     ent = ent.clone().requires_grad_(True)
     s = dec.score_tails(ent, None, torch.arange(4), torch.full((4,), 2))
     s.logsumexp(1).sum().backward()

@@ -137,6 +137,10 @@ class FlowDecoder(Decoder):
             ``e_y``. The maps and their exact inverses are unchanged (:meth:`transform` without
             ``snap_to``, the certificate); head queries snap on the way back through
             ``f_{r2}⁻¹`` then ``f_{r1}⁻¹``. Costs one ``[B, N]`` distance per snap.
+        composition_snap_train: snap in training too (default: only when scoring in eval
+            mode, so training is that of the plain tie and only answering chains through
+            entities, as continuous query decomposition answers multi-hop queries with a
+            model trained on single hops).
     """
 
     head_queries = "inverse"
@@ -152,7 +156,7 @@ class FlowDecoder(Decoder):
         composition_confidence: float | None = 0.9, composition_head_coverage: float = 0.5,
         composition_min_support: int = 10, composition_residual: bool = False,
         residual_flow: str | dict[str, Any] = "affine",
-        composition_snap: float | None = None,
+        composition_snap: float | None = None, composition_snap_train: bool = False,
     ) -> None:
         if conditioning not in ("table", "context"):
             raise ValueError(f"conditioning must be 'table' or 'context', got {conditioning!r}")
@@ -171,6 +175,7 @@ class FlowDecoder(Decoder):
             raise ValueError(f"FlowDecoder: composition_snap must be None or a number >= 0, "
                              f"got {composition_snap!r}")
         self.composition_snap = None if composition_snap is None else float(composition_snap)
+        self.composition_snap_train = bool(composition_snap_train)
         self.symmetric_score = bool(symmetric_score)
         if entity_bias and num_entities is None:
             raise ValueError("FlowDecoder: entity_bias=True needs num_entities")
@@ -310,7 +315,9 @@ class FlowDecoder(Decoder):
 
     # ------------------------------------------------------------- decoder API
     def _snap_to(self, ent: Tensor) -> Tensor | None:
-        return ent if self.composition_snap is not None else None
+        if self.composition_snap is None or (self.training and not self.composition_snap_train):
+            return None
+        return ent
 
     def tail_query(self, ent, rel, h, r):
         return self.transform(ent[h], r, rel, inverse=False, snap_to=self._snap_to(ent))[0]
