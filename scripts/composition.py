@@ -10,9 +10,10 @@ rotation flow, 1vsAll): ``patterns: auto`` with composition rules (``rules``) an
 ``patterns: auto`` with ``composition_confidence: null`` (``no rules``: involutions and tied
 inverse pairs only), the same seed, the same ``train.time_budget`` seconds and no validation
 during training (``eval_every`` beyond the budget); ``--epochs N`` trains every arm for exactly
-``N`` epochs instead (fair on a machine whose load varies). ``--snap TAU`` adds a third arm,
-``snap``: the rules arm with ``composition_snap: TAU`` (composed relations snap to entity
-embeddings between body relations). Writes
+``N`` epochs instead (fair on a machine whose load varies). The ``rules`` arm scores composed
+relations with the continuous map (``composition_snap: null``); ``--snap S`` adds a third arm,
+``snap``, with ``composition_snap: S`` (``one-to-one``, the decoder's default, or a temperature
+for every composed relation: they snap to entity embeddings between body relations). Writes
 ``docs/results/composition/<dataset>.json``; ``--table`` writes ``docs/results/composition.md``
 from every JSON there.
 """
@@ -43,7 +44,7 @@ def per_relation_mrr(result, num_relations: int) -> tuple[list[float], list[int]
     return [m if c else float("nan") for m, c in zip(mrr, n.tolist())], n.tolist()
 
 
-def run_arm(dataset: str, rules: bool, args, snap: float | None = None) -> dict:
+def run_arm(dataset: str, rules: bool, args, snap: str | None = None) -> dict:
     from gnn_inn.config import Config
     from gnn_inn.training import trainer_from_config
 
@@ -58,8 +59,7 @@ def run_arm(dataset: str, rules: bool, args, snap: float | None = None) -> dict:
         sets += [f"model.decoder.composition_confidence={args.confidence}",
                  f"model.decoder.composition_head_coverage={args.head_coverage}",
                  f"model.decoder.composition_residual={str(args.residual).lower()}"]
-        if snap is not None:
-            sets.append(f"model.decoder.composition_snap={snap}")
+        sets.append(f"model.decoder.composition_snap={'null' if snap is None else snap}")
     else:
         sets.append("model.decoder.composition_confidence=null")
     cfg = Config.load(cfg_file, sets)
@@ -132,9 +132,12 @@ def table() -> str:
              "only), *rules* with composition rules adopted at PCA confidence ≥ 0.9 and head "
              "coverage ≥ 0.5. Test MRR is filtered, both directions; per relation it is the mean "
              "over that relation's head and tail queries. Where no rule qualifies both arms "
-             "build the same model and one run serves both. *rules + snap* (runs with `--snap`) is "
-             "the rules arm with `composition_snap`: a composed relation snaps to entity "
-             "embeddings between its body relations. Runs tagged `epochs` train every arm the "
+             "build the same model and one run serves both. *rules* scores composed relations "
+             "with the continuous map (`composition_snap: null`); *rules + snap* (runs with "
+             "`--snap`) is the rules arm with `composition_snap` as the JSON's "
+             "`snap_temperature` says (0: every composed relation snaps to the nearest entity "
+             "between its body relations; `one-to-one`: those whose body relations are all "
+             "1-1). Runs tagged `epochs` train every arm the "
              "same number of epochs instead of the same seconds. The machine (2 cores) was "
              "shared with other jobs during every run, so epochs reached within a budget "
              "vary.", ""]
@@ -192,8 +195,9 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=480.0, help="train.time_budget, seconds")
     p.add_argument("--epochs", type=int, default=0,
                    help="train every arm exactly this many epochs instead of --budget seconds")
-    p.add_argument("--snap", type=float, default=None,
-                   help="add an arm with composition_snap=SNAP (0: nearest entity)")
+    p.add_argument("--snap", default=None,
+                   help="add an arm with composition_snap=SNAP: one-to-one, or a temperature "
+                        "for every composed relation (0: nearest entity)")
     p.add_argument("--confidence", type=float, default=0.9)
     p.add_argument("--head-coverage", type=float, default=0.5)
     p.add_argument("--residual", action="store_true")

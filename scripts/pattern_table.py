@@ -10,9 +10,11 @@ Each flow family is trained with ``patterns: free`` (every relation its own f_r)
 detected inverse pairs, f_{r3} = f_{r2} ∘ f_{r1} for mined composition rules) — ``--modes``
 picks which — beside ComplEx / RotatE / TransE baselines with the same budget. ``auto-norules``
 is ``auto`` without composition rules (``composition_confidence: null``); ``auto-snap`` is
-``auto`` whose composed relations snap to the nearest entity between body relations
+``auto`` whose composed relations all snap to entity embeddings between body relations
 (``composition_snap``, temperature ``--snap``; 0 = nearest entity; when scoring in eval mode,
-in training too with ``--snap-train``). Prints per-pattern
+in training too with ``--snap-train``); ``auto-nosnap`` is ``auto`` scoring composed relations
+with the continuous map (``composition_snap: null``). Plain ``auto`` snaps the chains whose
+body relations are all 1-1 (the decoder's default, ``one-to-one``). Prints per-pattern
 test MRR as a Markdown table and writes ``<out>/synthetic.json`` (with each auto run's chosen
 patterns and adopted rules).
 """
@@ -42,7 +44,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--modes", nargs="*", default=["free", "auto"],
-                   choices=["free", "auto", "auto-norules", "auto-snap"])
+                   choices=["free", "auto", "auto-norules", "auto-snap", "auto-nosnap"])
     p.add_argument("--snap", type=float, default=0.0,
                    help="composition_snap temperature of the auto-snap mode (0: nearest entity)")
     p.add_argument("--snap-train", action="store_true",
@@ -55,6 +57,8 @@ def main() -> None:
         dec = {"name": "flow", "flow": family, "patterns": mode.split("-")[0], "p": 2.0}
         if mode == "auto-norules":
             dec["composition_confidence"] = None
+        if mode == "auto-nosnap":
+            dec["composition_snap"] = None
         if mode == "auto-snap":
             dec["composition_snap"] = args.snap
             dec["composition_snap_train"] = args.snap_train

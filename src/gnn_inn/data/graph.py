@@ -20,6 +20,24 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
 
 
+def relation_categories(train: Tensor, num_relations: int, num_entities: int | None = None,
+                        threshold: float = 1.5) -> list[str]:
+    """``'1-1' | '1-N' | 'N-1' | 'N-N'`` per relation of the triples ``train [M, 3]``.
+
+    As in Bordes et al. (2013): tails-per-head ``tph`` and heads-per-tail ``hpt`` averaged
+    over the relation's distinct heads / tails; "N" on a side when the average ≥ ``threshold``.
+    """
+    h, r, t = train.unbind(1)
+    n = int(num_entities) if num_entities is not None else int(train[:, [0, 2]].max()) + 1
+    n_triples = torch.bincount(r, minlength=num_relations).float()
+    n_heads = torch.bincount(torch.unique(r * n + h) // n, minlength=num_relations).float()
+    n_tails = torch.bincount(torch.unique(r * n + t) // n, minlength=num_relations).float()
+    tph = n_triples / n_heads.clamp_min(1)
+    hpt = n_triples / n_tails.clamp_min(1)
+    return [f"{'N' if a >= threshold else '1'}-{'N' if b >= threshold else '1'}"
+            for a, b in zip(hpt.tolist(), tph.tolist())]
+
+
 class KnowledgeGraph:
     """A knowledge graph split into train / valid / test.
 
@@ -202,19 +220,7 @@ class KnowledgeGraph:
         As in Bordes et al. (2013): tails-per-head ``tph`` and heads-per-tail ``hpt`` averaged
         over the relation's distinct heads / tails; "N" on a side when the average ≥ 1.5.
         """
-        h, r, t = self.train.unbind(1)
-        R = self.num_relations
-        n_triples = torch.bincount(r, minlength=R).float()
-        n_heads = torch.bincount(torch.unique(r * self.num_entities + h) // self.num_entities,
-                                 minlength=R).float()
-        n_tails = torch.bincount(torch.unique(r * self.num_entities + t) // self.num_entities,
-                                 minlength=R).float()
-        tph = n_triples / n_heads.clamp_min(1)
-        hpt = n_triples / n_tails.clamp_min(1)
-        out = []
-        for a, b in zip(hpt.tolist(), tph.tolist()):
-            out.append(f"{'N' if a >= threshold else '1'}-{'N' if b >= threshold else '1'}")
-        return out
+        return relation_categories(self.train, self.num_relations, self.num_entities, threshold)
 
     # ------------------------------------------------------------- vocabulary
     def vocab_dict(self) -> dict[str, list[str]]:

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..data.graph import relation_categories
 from ..flows import build_flow, make_involution, soft_clamp
 from .base import Decoder, neg_distance_all, neg_distance_pairs
 from .patterns import RelationPattern, parse_patterns, resolution_order
@@ -60,10 +61,11 @@ def _invert(program: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def relation_programs(patterns: list[RelationPattern],
                       relation_names: list[str] | None = None,
-                      snap: bool = False) -> list[list[tuple[int, int]]]:
+                      snap: set[int] | frozenset[int] = frozenset()) -> list[list[tuple[int, int]]]:
     """Per relation, the forward map as ``[(operation, parameter row), ...]`` applied in order
-    (dependencies resolved first; a cycle raises naming it). With ``snap`` a ``_SNAP`` step
-    separates consecutive body relations of every composition (nested ones included)."""
+    (dependencies resolved first; a cycle raises naming it). A ``_SNAP`` step separates
+    consecutive body relations of every composed relation in ``snap`` (a body relation that is
+    itself composed keeps its own snaps)."""
     prog: list[list[tuple[int, int]] | None] = [None] * len(patterns)
     for r in resolution_order(patterns, relation_names):
         q = patterns[r]
@@ -76,7 +78,7 @@ def relation_programs(patterns: list[RelationPattern],
         else:
             steps: list[tuple[int, int]] = []
             for k, (b, inv) in enumerate(q.body):
-                if snap and k:
+                if k and r in snap:
                     steps.append((_SNAP, 0))
                 steps += _invert(prog[b]) if inv else prog[b]
             if q.residual:
@@ -127,16 +129,20 @@ class FlowDecoder(Decoder):
         residual_flow: the family of the residual flows ``g_r`` (name or spec); it must start at
             the identity (checked): ``affine`` (default), ``translation``, ``lu``,
             ``{name: rotation, init_angles: zero}``, ``orthogonal``.
-        composition_snap: ``None`` (default): a composed relation scores with the continuous
-            map ``f_{r2} ∘ f_{r1}``. A number ``τ ≥ 0``: when scoring, the point reached after
-            each body relation but the last is replaced by entity embeddings before the next
-            body map runs — ``ŷ = Σ_e softmax_e(−‖y − x_e‖ / τ) x_e`` for ``τ > 0``, the nearest
-            entity for ``τ = 0`` (gradients pass straight through to ``y``). The chain then
-            answers "the ``r2``-image of the ``r1``-answer" (continuous query decomposition,
-            Arakelyan et al., ICLR 2021) instead of needing ``f_{r1}(e_x)`` to land exactly on
-            ``e_y``. The maps and their exact inverses are unchanged (:meth:`transform` without
-            ``snap_to``, the certificate); head queries snap on the way back through
-            ``f_{r2}⁻¹`` then ``f_{r1}⁻¹``. Costs one ``[B, N]`` distance per snap.
+        composition_snap: whether composed relations *snap*: when scoring, the point reached
+            after each body relation but the last is replaced by entity embeddings before the
+            next body map runs — ``ŷ = Σ_e softmax_e(−‖y − x_e‖ / τ) x_e`` for a temperature
+            ``τ > 0``, the nearest entity for ``τ = 0`` (gradients pass straight through to
+            ``y``). The chain then answers "the ``r2``-image of the ``r1``-answer" (continuous
+            query decomposition, Arakelyan et al., ICLR 2021) instead of needing ``f_{r1}(e_x)``
+            to land exactly on ``e_y``. ``"one-to-one"`` (default): nearest-entity snapping for
+            the composed relations whose body relations are all 1-1 in ``train_triples`` (one
+            intermediate per query, so one nearest entity is the right answer; through N-N
+            bodies a single intermediate loses the others); a number ``τ``: every composed
+            relation; ``None``: none (the continuous map ``f_{r2} ∘ f_{r1}``). The maps and
+            their exact inverses are unchanged (:meth:`transform` without ``snap_to``, the
+            certificate); head queries snap on the way back through ``f_{r2}⁻¹`` then
+            ``f_{r1}⁻¹``. Costs one ``[B, N]`` distance per snap.
         composition_snap_train: snap in training too (default: only when scoring in eval
             mode, so training is that of the plain tie and only answering chains through
             entities, as continuous query decomposition answers multi-hop queries with a
@@ -156,7 +162,8 @@ class FlowDecoder(Decoder):
         composition_confidence: float | None = 0.9, composition_head_coverage: float = 0.5,
         composition_min_support: int = 10, composition_residual: bool = False,
         residual_flow: str | dict[str, Any] = "affine",
-        composition_snap: float | None = None, composition_snap_train: bool = False,
+        composition_snap: float | str | None = "one-to-one",
+        composition_snap_train: bool = False,
     ) -> None:
         if conditioning not in ("table", "context"):
             raise ValueError(f"conditioning must be 'table' or 'context', got {conditioning!r}")
@@ -171,10 +178,13 @@ class FlowDecoder(Decoder):
         self.context_source = relation_source
         self.p = float(p)
         self.margin = float(margin)
-        if composition_snap is not None and not float(composition_snap) >= 0:
-            raise ValueError(f"FlowDecoder: composition_snap must be None or a number >= 0, "
-                             f"got {composition_snap!r}")
-        self.composition_snap = None if composition_snap is None else float(composition_snap)
+        if not (composition_snap is None or composition_snap == "one-to-one"
+                or (isinstance(composition_snap, (int, float))
+                    and not isinstance(composition_snap, bool) and composition_snap >= 0)):
+            raise ValueError("FlowDecoder: composition_snap must be 'one-to-one', a number >= 0 "
+                             f"or None, got {composition_snap!r}")
+        self.composition_snap = (0.0 if composition_snap == "one-to-one"
+                                 else None if composition_snap is None else float(composition_snap))
         self.composition_snap_train = bool(composition_snap_train)
         self.symmetric_score = bool(symmetric_score)
         if entity_bias and num_entities is None:
@@ -204,7 +214,20 @@ class FlowDecoder(Decoder):
             dtype=torch.long))
         # every relation's map as a padded program [R, L] of (operation, parameter row), both
         # directions (not saved: rebuilt from the patterns)
-        progs = relation_programs(pats, relation_names, snap=self.composition_snap is not None)
+        composed = [r for r, q in enumerate(pats) if q.kind == "composition"]
+        if composition_snap is None:
+            snapped: list[int] = []
+        elif composition_snap != "one-to-one":
+            snapped = composed
+        elif composed and train_triples is not None:
+            cats = relation_categories(train_triples, num_relations, num_entities)
+            snapped = [r for r in composed if all(cats[b] == "1-1" for b, _ in pats[r].body)]
+        else:  # no triples to tell 1-1 bodies from others: the continuous map
+            snapped = []
+        self.snapped = frozenset(snapped)
+        if not snapped:
+            self.composition_snap = None
+        progs = relation_programs(pats, relation_names, snap=self.snapped)
         length = max(len(p) for p in progs) if progs else 1
         for name, ps in (("prog", progs), ("prog_inv", [_invert(p) for p in progs])):
             ops = torch.full((num_relations, length), _NOOP, dtype=torch.long)
@@ -407,7 +430,7 @@ class FlowDecoder(Decoder):
                 continue
             d = {"head": names[r],
                  "body": [names[b] + ("^-1" if inv else "") for b, inv in q.body],
-                 "residual": q.residual}
+                 "residual": q.residual, "snap": r in self.snapped}
             if q.rule is not None:
                 d.update({k: q.rule[k] for k in ("support", "head_coverage", "std_confidence",
                                                  "pca_confidence", "body_size")})
