@@ -150,7 +150,7 @@ def table() -> str:
         summary.append({
             "run": f.stem, "rules adopted": len(tied),
             "budget": (f"{d['budget_seconds']:g} s" if d.get("budget_seconds")
-                       else f"{d.get('epochs')} epochs"),
+                       else f"{d.get('epochs')} epoch" + ("s" if d.get("epochs") != 1 else "")),
             "epochs (no rules / rules / snap)": (
                 f"{a['epochs']} (one run: no rule adopted)" if b.get("identical_to_no_rules")
                 else f"{a['epochs']} / {b['epochs']} / {c['epochs'] if c else '-'}"),
