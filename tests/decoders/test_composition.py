@@ -9,6 +9,7 @@ from gnn_inn.data import make_synthetic
 from gnn_inn.data.rules import mine_rules
 from gnn_inn.decoders import FlowDecoder, build_decoder
 from gnn_inn.decoders.certificate import certify
+from gnn_inn.decoders.flow import _SNAP
 from gnn_inn.decoders.patterns import (
     RelationPattern,
     adopt_compositions,
@@ -229,7 +230,7 @@ def test_snap_chains_through_the_nearest_entity_both_directions(flow):
     torch.testing.assert_close(got_h, want_h, atol=1e-10, rtol=0)
     # r6 = g6 ∘ f5 ∘ f4 with r4 = f3⁻¹ = f0 ∘ snap ∘ f1 ∘ snap ∘ f1⁻¹ (nested ties keep their
     # snaps): three snaps, the last between the body relations r4 and r5
-    assert dec.prog_op[6].tolist().count(6) == 3
+    assert dec.prog_op[6].tolist().count(_SNAP) == 3
     y = _nearest(_f(dec, ent[h], 0)[0], ent)
     y = _nearest(_f(dec, y, 1)[0], ent)
     y = _nearest(_f(dec, y, 1, inverse=True)[0], ent)
@@ -261,7 +262,7 @@ def test_one_to_one_snaps_only_chains_of_one_to_one_bodies():
     assert dec.snapped == {2, 3}  # r6's body (r4, r5) is N-N
     assert {q["head"]: q["snap"] for q in dec.composition_rules()} == {
         "2": True, "3": True, "6": False}
-    assert dec.prog_op[2].tolist().count(6) == 1 and dec.prog_op[6].tolist().count(6) == 2
+    assert dec.prog_op[2].tolist().count(_SNAP) == 1 and dec.prog_op[6].tolist().count(_SNAP) == 2
     assert FlowDecoder(num_relations=R, dim=D, patterns=CHAIN, train_triples=train,
                        composition_snap=None).snapped == frozenset()
     assert FlowDecoder(num_relations=R, dim=D, patterns=CHAIN, train_triples=train,
