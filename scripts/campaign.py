@@ -251,6 +251,70 @@ def _load_rows(results_dir: Path, campaign: str) -> list[dict]:
     return rows
 
 
+def model_label(row: dict) -> str:
+    """``encoder → decoder`` of a result row, e.g. ``compgcn → rotation flow (context, free)``."""
+    cfg = row.get("config", {})
+    if row.get("kind") == "pykeen":
+        return f"PyKEEN {cfg.get('resolved', {}).get('model', '?')}"
+    model = cfg.get("model", {})
+    enc = model.get("encoder", {}).get("name", "none")
+    dec = dict(model.get("decoder", {}))
+    name = dec.get("name", "?")
+    if name in ("flow", "stochastic_flow"):
+        kind = "stochastic flow" if name == "stochastic_flow" else "flow"
+        extra = [dec["conditioning"]] if dec.get("conditioning") not in (None, "table") else []
+        extra.append(str(dec.get("patterns", "free")))
+        name = f"{dec.get('flow', '?')} {kind} ({', '.join(extra)})"
+    return f"{'lookup' if enc == 'none' else enc} → {name}"
+
+
+def pattern_kind(pattern: str) -> str:
+    """``free`` / ``involution`` / ``tied-inverse`` / ``composition`` of a pattern string."""
+    return pattern.split(":", 1)[0]
+
+
+def _without_patterns(config: dict) -> str:
+    c = json.loads(json.dumps(config))
+    c.get("model", {}).get("decoder", {}).pop("patterns", None)
+    c.get("train", {}).pop("time_budget", None)
+    return json.dumps(c, sort_keys=True)
+
+
+def _mrr_over(row: dict, relations: list[str]) -> tuple[float | None, int]:
+    """Query-weighted test MRR (both directions) over ``relations``, and the query count."""
+    total, n = 0.0, 0
+    for name in relations:
+        m = row.get("test_per_relation", {}).get(name, {}).get("both")
+        if m and m.get("mrr") is not None:
+            total += m["mrr"] * m["count"]
+            n += m["count"]
+    return (total / n if n else None), n
+
+
+def pattern_rows(rows: list[dict]) -> list[dict]:
+    """What ``patterns: auto`` chose in each run that tied relations, and its test MRR per
+    pattern kind beside the same run with ``patterns: free`` (same config otherwise)."""
+    out = []
+    by_config = {_without_patterns(r["config"]): r for r in rows if r.get("kind") == "gnn_inn"
+                 and r["config"].get("model", {}).get("decoder", {}).get("patterns") == "free"}
+    for r in rows:
+        pats = r.get("relation_patterns") or {}
+        if not any(pattern_kind(p) != "free" for p in pats.values()):
+            continue
+        partner = by_config.get(_without_patterns(r["config"]))
+        for kind in ("involution", "tied-inverse", "composition", "free"):
+            rels = sorted(n for n, p in pats.items() if pattern_kind(p) == kind)
+            if not rels:
+                continue
+            mrr, count = _mrr_over(r, rels)
+            ref = _mrr_over(partner, rels)[0] if partner is not None else None
+            out.append({"name": r["name"], "kind": kind, "relations": len(rels),
+                        "queries": count, "mrr": "" if mrr is None else mrr,
+                        "free": "" if ref is None else ref,
+                        "partner": partner["name"] if partner is not None else "(no free run)"})
+    return out
+
+
 def tables(results_dir: Path, campaign: str, references: dict[str, dict] | None = None) -> str:
     """The Markdown of ``docs/results/<campaign>.md``, from the committed JSON files;
     ``references``: published numbers per run name, printed on their own row below it."""
@@ -298,25 +362,42 @@ def tables(results_dir: Path, campaign: str, references: dict[str, dict] | None 
     ]
     cat_rows = []
     for r in sorted(rows, key=lambda r: -r["test"]["mrr"]):
-        row = {"name": r["name"]}
+        row = {"name": r["name"], "model": model_label(r)}
         for c in CATEGORIES:
             m = r.get("test_per_category", {}).get(c)
             row[c] = (f"{m['head']['mrr']:.3f} / {m['tail']['mrr']:.3f}"
                       if m and m.get("head", {}).get("mrr") is not None else "")
         cat_rows.append(row)
-    lines.append(markdown_table(cat_rows, [("contender", "name"), *[(c, c) for c in CATEGORIES]]))
+    lines.append(markdown_table(cat_rows, [("contender", "name"), ("encoder → decoder", "model"),
+                                           *[(c, c) for c in CATEGORIES]]))
+    auto = pattern_rows(rows)
+    chosen = {}  # relation name -> the pattern a tying run chose (first such run)
+    for r in rows:
+        for name, p in (r.get("relation_patterns") or {}).items():
+            if pattern_kind(p) != "free":
+                chosen.setdefault(name, p)
+    if auto:
+        lines += ["", "## What `patterns: auto` chose and what it changed", "",
+                  "Relations grouped by the pattern the run tied them to; test MRR (both "
+                  "directions, query-weighted) of the group, beside the same config with "
+                  "`patterns: free`.", ""]
+        lines.append(markdown_table(auto, [
+            ("contender", "name"), ("pattern", "kind"), ("relations", "relations"),
+            ("test queries", "queries"), ("test MRR", "mrr"), ("free run", "partner"),
+            ("free run's MRR", "free")]))
     relations = sorted({k for r in rows for k in r.get("test_per_relation", {})})
     if rows and len(relations) <= 20:
         lines += ["", "## Test MRR per relation (both directions)", ""]
         rel_rows = []
         for name in relations:
-            row = {"relation": name}
+            row = {"relation": name, "pattern": chosen.get(name, "free")}
             for r in rows:
                 m = r.get("test_per_relation", {}).get(name, {}).get("both")
                 row[r["name"]] = m["mrr"] if m and m.get("mrr") is not None else ""
                 row["count"] = m["count"] if m else row.get("count", "")
             rel_rows.append(row)
         cols = [("relation", "relation"), ("test queries", "count"),
+                *([("auto's pattern", "pattern")] if chosen else []),
                 *[(r["name"], r["name"]) for r in rows]]
         lines.append(markdown_table(rel_rows, cols))
     return "\n".join(lines) + "\n"

@@ -108,7 +108,7 @@ def test_campaign_rejects_bad_specs(tmp_path):
     assert proc.returncode != 0 and "budget must be a positive number" in proc.stderr
 
 
-def test_shipped_campaigns_parse():
+def _module():
     spec = importlib.util.spec_from_file_location("campaign", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(SCRIPT.parent))
@@ -116,6 +116,56 @@ def test_shipped_campaigns_parse():
         spec.loader.exec_module(mod)
     finally:
         sys.path.remove(str(SCRIPT.parent))
+    return mod
+
+
+def _row(name, patterns, mrrs, *, encoder="none", mode="free"):
+    """A result row as campaign children write it (only the fields the tables read)."""
+    per_rel = {rel: {"both": {"mrr": m, "count": c}} for rel, (m, c) in mrrs.items()}
+    metrics = {"mrr": 0.5, "hits@1": 0.4, "hits@3": 0.5, "hits@10": 0.6, "mr": 10.0}
+    cat = {"1-1": {"head": {"mrr": 0.9}, "tail": {"mrr": 0.8}}}
+    return {"name": name, "kind": "gnn_inn", "budget": 60, "threads": 1, "epochs": 2,
+            "test": metrics, "valid": metrics, "params": 10, "peak_rss_mb": 100.0,
+            "load_before": [0.1], "load_after": [0.2], "dataset": "toy",
+            "test_per_category": cat, "test_per_relation": per_rel,
+            "relation_patterns": patterns,
+            "config": {"model": {"encoder": {"name": encoder},
+                                 "decoder": {"name": "flow", "flow": "rotation",
+                                             "patterns": mode}},
+                       "train": {"time_budget": 60}}}
+
+
+def test_tables_report_what_auto_chose_beside_the_free_run(tmp_path):
+    mod = _module()
+    mrr_free = {"sym": (0.5, 10), "inv": (0.2, 30), "x": (0.4, 10)}
+    mrr_auto = {"sym": (0.9, 10), "inv": (0.4, 30), "x": (0.4, 10)}
+    free = _row("flow", {"sym": "free", "inv": "free", "x": "free"}, mrr_free)
+    auto = _row("flow_auto", {"sym": "involution", "inv": "tied-inverse:x", "x": "free"},
+                mrr_auto, mode="auto")
+    other = _row("gnn", {"sym": "free", "inv": "free", "x": "free"}, mrr_free,
+                 encoder="compgcn")  # a different config: never the partner
+    rows = mod.pattern_rows([other, free, auto])
+    got = {r["kind"]: r for r in rows}
+    assert set(got) == {"involution", "tied-inverse", "free"}
+    assert got["involution"]["relations"] == 1 and got["involution"]["queries"] == 10
+    assert got["involution"]["mrr"] == 0.9 and got["involution"]["free"] == 0.5
+    assert got["tied-inverse"]["partner"] == "flow" and got["tied-inverse"]["free"] == 0.2
+    assert mod.model_label(auto) == "lookup → rotation flow (auto)"
+    assert mod.model_label(other) == "compgcn → rotation flow (free)"
+    for r in (free, auto, other):
+        (tmp_path / "toy").mkdir(exist_ok=True)
+        (tmp_path / "toy" / f"{r['name']}.json").write_text(json.dumps(r))
+    md = mod.tables(tmp_path, "toy")
+    assert "What `patterns: auto` chose" in md
+    assert "| sym | 10 | involution |" in md  # the per-relation table names auto's choice
+    # without a tying run neither the section nor the column appears
+    (tmp_path / "toy" / "flow_auto.json").unlink()
+    md = mod.tables(tmp_path, "toy")
+    assert "patterns: auto" not in md and "auto's pattern" not in md
+
+
+def test_shipped_campaigns_parse():
+    mod = _module()
     for path in sorted((SCRIPT.parent / "campaigns").glob("*.yaml")):
         c = mod.load_spec(path)
         assert c["runs"] and all(r["budget"] > 0 for r in c["runs"])
@@ -135,3 +185,19 @@ def test_campaign_pykeen_contender_ranked_by_our_evaluator(tmp_path):
     row = json.loads((tmp_path / "results" / "synthetic" / "pk.json").read_text())
     assert row["kind"] == "pykeen" and 1 <= row["epochs"] <= 3
     assert 0 < row["test"]["mrr"] <= 1 and row["test_per_relation"]
+
+
+@pytest.mark.parametrize("dataset", ["fb15k-237", "wn18rr"])
+def test_budget_configs_are_the_campaigns_flagship(dataset):
+    """configs/<dataset>_cpu_budget.yaml is what the campaign trains as its flagship, and its
+    train.time_budget is the campaign's 60-minute budget for it."""
+    from gnn_inn.config import Config
+
+    mod = _module()
+    spec = mod.load_spec(SCRIPT.parent / "campaigns" / f"{dataset}_cpu.yaml")
+    run = {r["name"]: r for r in spec["runs"]}["flagship_compgcn_flow_rotation_sampled"]
+    assert run["config"] == f"configs/{dataset}_cpu_budget.yaml" and not run["set"]
+    cfg = Config.load(SCRIPT.parents[1] / run["config"])
+    assert cfg.dataset.name == dataset and cfg.model.encoder["name"] == "compgcn"
+    assert cfg.model.decoder["name"] == "flow"
+    assert cfg.train.time_budget == run["budget"] == 3600 and run["threads"] == 2

@@ -26,6 +26,8 @@ TOP = sorted(p for p in CONFIGS.glob("*.yaml") if p.name != "former.yaml")
 #: settings added after the record was taken, with the default every former config must
 #: resolve them to (a new option must not change what an old config trains)
 ADDED_SINCE_RECORDING = {("train", "tensorboard"): False}
+#: top-level configs written after the recording (the campaign's CPU-budget flagships)
+ADDED_TOP = {"fb15k-237_cpu_budget.yaml", "wn18rr_cpu_budget.yaml"}
 
 
 def _canon(d: dict) -> str:
@@ -136,7 +138,9 @@ def test_every_former_config_is_listed_and_reproduced_exactly():
             == _canon(RECORDED[name]), name
         # a former name that is no longer a file still loads, through former.yaml
         assert _canon(Config.load(CONFIGS / name).to_dict()) == _canon(RECORDED[name]), name
-    for p in TOP:  # the kept files are unchanged too
+    for p in TOP:  # the kept files are unchanged too; only the listed ones are new
+        if p.name in ADDED_TOP:
+            continue
         assert _canon(Config.load(p).to_dict()) == _canon(RECORDED[p.name]), p.name
 
 
