@@ -25,6 +25,7 @@ and PyKEEN's, is ranked by the same evaluator (filtered, realistic ties).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -258,7 +259,7 @@ def model_label(row: dict) -> str:
         return f"PyKEEN {cfg.get('resolved', {}).get('model', '?')}"
     model = cfg.get("model", {})
     enc = model.get("encoder", {}).get("name", "none")
-    dec = dict(model.get("decoder", {}))
+    dec = model.get("decoder", {})
     name = dec.get("name", "?")
     if name in ("flow", "stochastic_flow"):
         kind = "stochastic flow" if name == "stochastic_flow" else "flow"
@@ -274,9 +275,9 @@ def pattern_kind(pattern: str) -> str:
 
 
 def _without_patterns(config: dict) -> str:
-    c = json.loads(json.dumps(config))
+    """The config as a key that ignores ``model.decoder.patterns`` only (same budget too)."""
+    c = copy.deepcopy(config)
     c.get("model", {}).get("decoder", {}).pop("patterns", None)
-    c.get("train", {}).pop("time_budget", None)
     return json.dumps(c, sort_keys=True)
 
 
@@ -294,6 +295,8 @@ def _mrr_over(row: dict, relations: list[str]) -> tuple[float | None, int]:
 def pattern_rows(rows: list[dict]) -> list[dict]:
     """What ``patterns: auto`` chose in each run that tied relations, and its test MRR per
     pattern kind beside the same run with ``patterns: free`` (same config otherwise)."""
+    from gnn_inn.decoders.patterns import PATTERNS  # every kind a pattern string can have
+
     out = []
     by_config = {_without_patterns(r["config"]): r for r in rows if r.get("kind") == "gnn_inn"
                  and r["config"].get("model", {}).get("decoder", {}).get("patterns") == "free"}
@@ -302,7 +305,7 @@ def pattern_rows(rows: list[dict]) -> list[dict]:
         if not any(pattern_kind(p) != "free" for p in pats.values()):
             continue
         partner = by_config.get(_without_patterns(r["config"]))
-        for kind in ("involution", "tied-inverse", "composition", "free"):
+        for kind in (*(k for k in PATTERNS if k != "free"), "free"):  # tied kinds first
             rels = sorted(n for n, p in pats.items() if pattern_kind(p) == kind)
             if not rels:
                 continue

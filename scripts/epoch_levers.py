@@ -20,7 +20,8 @@ Levers (``--levers``, default all):
 * ``sampled_1024``: the same with 1024 shared negatives;
 * ``kvsall``: one row per unique (anchor, relation) query instead of one per triple and
   direction (BCE with label smoothing);
-* ``bf16``: ``torch.autocast("cpu", torch.bfloat16)`` around the forward pass.
+* ``bf16``: ``torch.autocast("cpu", torch.bfloat16)`` around the whole training step
+  (forward, backward and optimiser step; the trainer has no precision option yet).
 """
 
 from __future__ import annotations
