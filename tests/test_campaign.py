@@ -195,7 +195,7 @@ def test_budget_configs_are_the_campaigns_flagship(dataset):
 
     mod = _module()
     spec = mod.load_spec(SCRIPT.parent / "campaigns" / f"{dataset}_cpu.yaml")
-    run = {r["name"]: r for r in spec["runs"]}["flagship_compgcn_flow_rotation_sampled"]
+    run = {r["name"]: r for r in spec["runs"]}["flagship_cpu_budget"]
     assert run["config"] == f"configs/{dataset}_cpu_budget.yaml" and not run["set"]
     cfg = Config.load(SCRIPT.parents[1] / run["config"])
     assert cfg.dataset.name == dataset and cfg.model.encoder["name"] == "compgcn"
