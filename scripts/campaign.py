@@ -253,12 +253,14 @@ def _load_rows(results_dir: Path, campaign: str) -> list[dict]:
 
 
 def model_label(row: dict) -> str:
-    """``encoder → decoder`` of a result row, e.g. ``compgcn → rotation flow (context, free)``."""
+    """``encoder → decoder`` of a result row, e.g. ``compgcn → rotation flow (context, free)``;
+    an encoder activation the config sets is named (``compgcn (linear output) → ...``)."""
     cfg = row.get("config", {})
     if row.get("kind") == "pykeen":
         return f"PyKEEN {cfg.get('resolved', {}).get('model', '?')}"
     model = cfg.get("model", {})
-    enc = model.get("encoder", {}).get("name", "none")
+    enc_cfg = model.get("encoder", {})
+    enc = enc_cfg.get("name", "none")
     dec = model.get("decoder", {})
     name = dec.get("name", "?")
     if name in ("flow", "stochastic_flow"):
@@ -266,7 +268,11 @@ def model_label(row: dict) -> str:
         extra = [dec["conditioning"]] if dec.get("conditioning") not in (None, "table") else []
         extra.append(str(dec.get("patterns", "free")))
         name = f"{dec.get('flow', '?')} {kind} ({', '.join(extra)})"
-    return f"{'lookup' if enc == 'none' else enc} → {name}"
+    enc = "lookup" if enc == "none" else enc
+    if enc_cfg.get("activation", "") != "":  # set by the config: name it (tanh vs linear output)
+        act = enc_cfg["activation"]
+        enc += f" ({'linear' if act in (None, 'identity') else act} output)"
+    return f"{enc} → {name}"
 
 
 def pattern_kind(pattern: str) -> str:
@@ -329,6 +335,10 @@ def tables(results_dir: Path, campaign: str, references: dict[str, dict] | None 
         flat.append({
             "name": r["name"], "kind": r["kind"], "budget": f"{r['budget']:.0f}",
             "threads": r["threads"], "epochs": r["epochs"],
+            # early stopping can end a run before its budget: say where it stopped and why
+            "trained": (f"{r['train_seconds']:,.0f}" if r.get("train_seconds") is not None
+                        else "-"),
+            "best": r.get("best_epoch") if r.get("best_epoch") is not None else "-",
             "mrr": r["test"]["mrr"], "h1": r["test"]["hits@1"], "h3": r["test"]["hits@3"],
             "h10": r["test"]["hits@10"], "mr": f"{r['test']['mr']:.0f}",
             "valid": r["valid"]["mrr"], "params": f"{r['params']:,}",
@@ -350,11 +360,14 @@ def tables(results_dir: Path, campaign: str, references: dict[str, dict] | None 
         "Written by `scripts/campaign.py` from the JSON files in this folder; do not edit by "
         "hand. Filtered ranking against all entities, both directions, realistic ties; every "
         "contender (ours and PyKEEN's) ranked by the same evaluator. Budget = seconds of "
-        "training (evaluation not counted); load = 1-minute load average before / after.",
+        "training (evaluation not counted); trained s = seconds actually trained (less when "
+        "early stopping ended the run: the test metrics are the best epoch's); load = 1-minute "
+        "load average before / after.",
         "",
         markdown_table(flat, [
             ("contender", "name"), ("kind", "kind"), ("budget s", "budget"),
-            ("threads", "threads"), ("epochs", "epochs"), ("test MRR", "mrr"),
+            ("threads", "threads"), ("trained s", "trained"), ("epochs", "epochs"),
+            ("best epoch", "best"), ("test MRR", "mrr"),
             ("H@1", "h1"), ("H@3", "h3"), ("H@10", "h10"), ("MR", "mr"),
             ("valid MRR", "valid"), ("params", "params"), ("peak RSS MB", "rss"),
             ("load", "load"),

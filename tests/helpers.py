@@ -32,6 +32,24 @@ def perturb(module: nn.Module, *, std: float, seed: int) -> nn.Module:
     return module
 
 
+def write_graph(root: Path, name: str = "toy") -> Path:
+    """``root/name/{train,valid,test}.txt``: 30 entities (one name with a space), 3 relations."""
+    g = torch.Generator().manual_seed(0)
+    ents = [f"e{i}" for i in range(29)] + ["entity with space"]
+    rels = ["r0", "r1", "r2"]
+    rows = set()
+    while len(rows) < 260:
+        h, r, t = (int(torch.randint(30, (1,), generator=g)), int(torch.randint(3, (1,),
+                   generator=g)), int(torch.randint(30, (1,), generator=g)))
+        rows.add(f"{ents[h]}\t{rels[r]}\t{ents[t]}")
+    rows = sorted(rows)
+    folder = root / name
+    folder.mkdir(parents=True)
+    for split, part in (("train", rows[:200]), ("valid", rows[200:230]), ("test", rows[230:])):
+        (folder / f"{split}.txt").write_text("\n".join(part) + "\n", encoding="utf-8")
+    return root
+
+
 # ------------------------------------------------------------------ import graph
 def _modules(pkg: Path) -> dict[str, tuple[Path, bool]]:
     out = {}

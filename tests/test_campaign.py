@@ -152,6 +152,10 @@ def test_tables_report_what_auto_chose_beside_the_free_run(tmp_path):
     assert got["tied-inverse"]["partner"] == "flow" and got["tied-inverse"]["free"] == 0.2
     assert mod.model_label(auto) == "lookup → rotation flow (auto)"
     assert mod.model_label(other) == "compgcn → rotation flow (free)"
+    for act, label in (("identity", "linear"), ("tanh", "tanh")):
+        other["config"]["model"]["encoder"]["activation"] = act
+        assert mod.model_label(other) == f"compgcn ({label} output) → rotation flow (free)"
+    other["config"]["model"]["encoder"].pop("activation")
     for r in (free, auto, other):
         (tmp_path / "toy").mkdir(exist_ok=True)
         (tmp_path / "toy" / f"{r['name']}.json").write_text(json.dumps(r))
