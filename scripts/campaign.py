@@ -269,7 +269,7 @@ def model_label(row: dict) -> str:
         extra.append(str(dec.get("patterns", "free")))
         name = f"{dec.get('flow', '?')} {kind} ({', '.join(extra)})"
     enc = "lookup" if enc == "none" else enc
-    if enc_cfg.get("activation", "") != "":  # set by the config: name it (tanh vs linear output)
+    if "activation" in enc_cfg:  # set by the config: name it (tanh vs linear output)
         act = enc_cfg["activation"]
         enc += f" ({'linear' if act in (None, 'identity') else act} output)"
     return f"{enc} → {name}"

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_header  # noqa: E402
+from common import markdown_table, print_header  # noqa: E402
 
 SATURATED = 0.9
 
@@ -80,18 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.triples < 1:
         p.error("--triples must be >= 1")
     print_header()
-    rows = []
-    print(f"| checkpoint | train MRR | valid MRR | train H@10 | valid H@10 | mean abs x "
-          f"| share abs x > {SATURATED} | mean norm |")
-    print("|---|---|---|---|---|---|---|---|")
+    rows, table = [], []
+    columns = [("checkpoint", "checkpoint"), ("train MRR", "train"), ("valid MRR", "valid"),
+               ("train H@10", "train_h10"), ("valid H@10", "valid_h10"),
+               ("mean abs x", "mean_abs"), (f"share abs x > {SATURATED}", "share"),
+               ("mean norm", "norm")]
     for ck in args.checkpoints:
         r = fit_check(ck, triples=args.triples, seed=args.seed, data_dir=args.data_dir)
         rows.append(r)
         e = r["entity"]
-        print(f"| {ck} | {r['train']['mrr']:.3f} | {r['valid']['mrr']:.3f} "
-              f"| {r['train']['hits@10']:.3f} | {r['valid']['hits@10']:.3f} "
-              f"| {e['mean_abs']:.3f} | {e['share_abs_gt_0.9']:.3f} | {e['mean_norm']:.2f} |",
-              flush=True)
+        table.append({"checkpoint": ck, "train": r["train"]["mrr"], "valid": r["valid"]["mrr"],
+                      "train_h10": r["train"]["hits@10"], "valid_h10": r["valid"]["hits@10"],
+                      "mean_abs": e["mean_abs"], "share": e["share_abs_gt_0.9"],
+                      "norm": e["mean_norm"]})
+    print(markdown_table(table, columns), flush=True)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"triples": args.triples, "seed": args.seed,
