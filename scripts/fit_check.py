@@ -41,9 +41,10 @@ def subsample(triples: torch.Tensor, m: int, seed: int) -> torch.Tensor:
 
 def embedding_stats(x: torch.Tensor) -> dict:
     """Saturation of entity embeddings ``x [N, d]``: mean |x|, share of |x| > 0.9, mean norm."""
-    a = x.detach().float().abs()
+    x = x.detach().float()
+    a = x.abs()
     return {"mean_abs": a.mean().item(), "share_abs_gt_0.9": (a > SATURATED).float().mean().item(),
-            "mean_norm": x.detach().float().norm(dim=-1).mean().item()}
+            "mean_norm": x.norm(dim=-1).mean().item()}
 
 
 @torch.no_grad()
