@@ -146,6 +146,32 @@ def test_encoder_equals_its_layers_in_eval():
     torch.testing.assert_close(rel, r)
 
 
+def test_residual_adds_the_input_table_and_reduces_to_lookup():
+    torch.manual_seed(0)
+    enc = CompGCNEncoder(num_entities=N, num_relations=R, dim=D, residual=True).eval()
+    plain = CompGCNEncoder(num_entities=N, num_relations=R, dim=D).eval()
+    plain.load_state_dict(enc.state_dict())
+    g = tiny_graph(N, R)
+    ent, rel = enc(g)
+    ref, ref_rel = plain(g)
+    torch.testing.assert_close(ent, ref + enc.entity)
+    torch.testing.assert_close(rel, ref_rel)
+    assert "residual=True" in repr(enc)
+    # zero layer output: every entity is its own table row (the lookup encoder)
+    with torch.no_grad():
+        for conv in enc.convs:
+            for w in (conv.w_in, conv.w_out, conv.w_loop):
+                w.zero_()
+            conv.bn.running_mean.zero_()
+            conv.bn.weight.zero_()
+            conv.bn.bias.zero_()
+    torch.testing.assert_close(enc(g)[0], enc.entity)
+    # gradients reach the table directly, not only through the layers
+    enc.train()
+    enc(g)[0].sum().backward()
+    assert enc.entity.grad is not None and enc.entity.grad.abs().min() > 0
+
+
 def test_constructor_errors():
     with pytest.raises(ValueError, match="norm must be"):
         CompGCNConv(4, 4, 2, norm="gcn")
@@ -153,3 +179,5 @@ def test_constructor_errors():
         CompGCNEncoder(num_entities=3, num_relations=1, dim=4, num_layers=0)
     with pytest.raises(ValueError, match="num_bases"):
         CompGCNEncoder(num_entities=3, num_relations=1, dim=4, num_bases=0)
+    with pytest.raises(ValueError, match=r"input_dim \(3\) must equal dim \(4\)"):
+        CompGCNEncoder(num_entities=3, num_relations=1, dim=4, input_dim=3, residual=True)

@@ -44,10 +44,12 @@ def test_rgcn_inference_equals_forward(conv, extra, batch_size):
 
 @pytest.mark.parametrize("composition", ["sub", "mult", "corr"])
 @pytest.mark.parametrize("norm", ["paper", "sym", "mean", "none"])
-def test_compgcn_inference_equals_forward(composition, norm):
+@pytest.mark.parametrize("residual", [False, True])
+def test_compgcn_inference_equals_forward(composition, norm, residual):
     torch.manual_seed(0)
     enc = CompGCNEncoder(num_entities=N, num_relations=R, dim=D, num_layers=2,
-                         composition=composition, norm=norm, bias=True, rel_dim=6)
+                         composition=composition, norm=norm, bias=True, rel_dim=6,
+                         residual=residual)
     for conv in enc.convs:  # non-trivial running statistics for eval-mode batch norm
         conv.bn.running_mean.normal_()
         conv.bn.running_var.uniform_(0.5, 2.0)

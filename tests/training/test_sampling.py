@@ -96,7 +96,7 @@ def test_supervision_edges_and_inverses_never_in_their_own_subgraph(kg):
 
 
 @needs_backend
-@pytest.mark.parametrize("name", ["rgcn", "compgcn"])
+@pytest.mark.parametrize("name", ["rgcn", "compgcn", "compgcn_residual"])
 def test_full_fanout_subgraph_reproduces_full_graph_embeddings(kg, name):
     """With every in-edge sampled, the k-hop subgraph gives the seeds their exact full-graph
     embeddings (n_id selects the input rows; CompGCN's norms use full-graph degrees)."""
@@ -105,11 +105,11 @@ def test_full_fanout_subgraph_reproduces_full_graph_embeddings(kg, name):
         enc = RGCNEncoder(num_entities=kg.num_entities, num_relations=kg.num_relations, dim=8)
     else:
         enc = CompGCNEncoder(num_entities=kg.num_entities, num_relations=kg.num_relations,
-                             dim=8, norm="paper")
+                             dim=8, norm="paper", residual=name == "compgcn_residual")
     enc.eval()
     g = kg.message_graph()
     sampler = SubgraphSampler(g, [-1, -1], num_entities=kg.num_entities,
-                              num_relations=kg.num_relations, node_degree=name == "compgcn")
+                              num_relations=kg.num_relations, node_degree=name != "rgcn")
     seeds = torch.tensor([1, 10, 100, 300])
     full, _ = enc(g)
     part, _ = enc(sampler.sample(seeds))

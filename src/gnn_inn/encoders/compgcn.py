@@ -279,7 +279,10 @@ class CompGCNEncoder(Encoder):
     :math:`\mathbf{Z}^{(0)}` ``[2R, input_dim]`` either a free table or, with ``num_bases=B``,
     :math:`\mathbf{Z}^{(0)} = \mathbf{A} \mathbf{V}` (coefficients ``A [2R, B]``, basis vectors
     ``V [B, input_dim]``) as in the paper. The hidden dropout follows every layer (reference
-    code ``hid_drop``).
+    code ``hid_drop``). With ``residual=True`` the input table skips the stack,
+    :math:`\mathbf{X} = \mathbf{X}^{(L)} + \mathbf{E}` (needs ``input_dim == dim``): every
+    entity keeps a free embedding of its own and the layers learn what the neighbourhood adds
+    to it, so the plain lookup table is the special case of zero layer output.
 
     Args:
         num_entities: ``N``.  num_relations: ``R`` (the graph has ``2R`` edge types).
@@ -296,6 +299,7 @@ class CompGCNEncoder(Encoder):
         batch_norm, bias, activation: per layer, see :class:`CompGCNConv`.
         rel_dim: if set and ``!= d``, a final linear map ``d → rel_dim`` of the relation output
             (for decoders whose relation parameters have another size).
+        residual: add the input entity table to the last layer's output (see above).
 
     Shapes: ``graph.edge_index [2, E]``, ``graph.edge_type [E]`` in ``[0, 2R)`` →
     ``(ent [N, d], rel [2R, rel_dim or d])``; a subgraph with ``n_id [n]`` (neighbour
@@ -318,7 +322,7 @@ class CompGCNEncoder(Encoder):
         composition: str = "corr", norm: str = "paper", num_bases: int | None = None,
         dropout: float = 0.1, hidden_dropout: float = 0.3, edge_dropout: float = 0.0,
         batch_norm: bool = True, bias: bool = False, activation: str | None = "tanh",
-        rel_dim: int | None = None,
+        rel_dim: int | None = None, residual: bool = False,
     ) -> None:
         super().__init__(num_entities=num_entities, dim=dim,
                          rel_dim=rel_dim if rel_dim is not None else dim)
@@ -334,6 +338,10 @@ class CompGCNEncoder(Encoder):
         self.num_bases = num_bases
         self.hidden_dropout = float(hidden_dropout)
         self.edge_dropout = float(edge_dropout)
+        self.residual = bool(residual)
+        if self.residual and self.input_dim != self.dim:
+            raise ValueError(f"CompGCNEncoder: residual=True adds the input table to the output, "
+                             f"so input_dim ({self.input_dim}) must equal dim ({self.dim})")
         self.entity = nn.Parameter(torch.empty(self.num_entities, self.input_dim))
         if num_bases is None:
             self.relation = nn.Parameter(torch.empty(2 * self.num_relations, self.input_dim))
@@ -374,10 +382,13 @@ class CompGCNEncoder(Encoder):
         :meth:`Encoder.forward`); ``(ent [n, d], rel)`` for a subgraph carrying ``n_id [n]``."""
         edge_index, edge_type = graph.edge_index, graph.edge_type
         x, r = self._input_rows(self.entity, graph), self.input_relations()
+        x0 = x
         degree = graph.node_degree if "node_degree" in graph else None
         for conv in self.convs:
             x, r = conv(x, edge_index, edge_type, r, node_degree=degree)
             x = F.dropout(x, self.hidden_dropout, self.training)
+        if self.residual:
+            x = x + x0
         if self.rel_proj is not None:
             r = self.rel_proj(r)
         return x, r
@@ -413,6 +424,8 @@ class CompGCNEncoder(Encoder):
                                               direction.index_select(0, eids), norm, end - start)
                 out[start:end] = conv.update_nodes(agg, x[start:end])
             x, r = out, r @ conv.w_rel
+        if self.residual:
+            x = x + self.entity
         if self.rel_proj is not None:
             r = self.rel_proj(r)
         return x, r
@@ -420,4 +433,5 @@ class CompGCNEncoder(Encoder):
     def extra_repr(self) -> str:
         return (f"{self.num_entities}, {self.dim}, num_relations={self.num_relations}, "
                 f"num_layers={self.num_layers}, num_bases={self.num_bases}, "
-                f"hidden_dropout={self.hidden_dropout:g}, edge_dropout={self.edge_dropout:g}")
+                f"hidden_dropout={self.hidden_dropout:g}, edge_dropout={self.edge_dropout:g}"
+                + (", residual=True" if self.residual else ""))
