@@ -29,6 +29,10 @@ def test_results_json_and_tables_regenerated_from_it(tmp_path):
         assert f"| {row['model']} | 2 | {row['train_s']:.3f} | {row['all']:.3f} |" in md
         assert row["all"] == out["raw"][row["model"]]["results"]["test"]["mrr"]
     assert "--budget 30" in md and "set recall@size" in md
+    # the machine's paths stay out of the committed files
+    for text in (md, (res / "synthetic.json").read_text()):
+        assert str(tmp_path) not in text
+    assert "out" not in out["args"] and "data_dir" not in out["args"]
     # the tables come from the JSON alone: regenerated, they are the same
     (res / "synthetic.md").unlink()
     subprocess.run([sys.executable, str(SCRIPT), "--tables", str(res / "synthetic.json")],
