@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, print_header, run_child  # noqa: E402
+from common import markdown_table, print_header, public_args, run_child  # noqa: E402
 
 RESULT_TAG = "RESULT "
 
@@ -199,7 +199,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_encoders.json").write_text(
-        json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=2) + "\n")
+        json.dumps({"machine": info, "args": public_args(args), "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

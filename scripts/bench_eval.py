@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_header  # noqa: E402
+from common import print_header, public_args, public_argv  # noqa: E402
 from common import run_child as common_run_child  # noqa: E402
 
 RESULT_TAG = "BENCH_RESULT "
@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         m = r["metrics"]
         print(f"{r['contender']:<12} {r['seconds']:>8.2f} {r['peak_rss_mb']:>12.0f} "
               f"{m['mrr']:>10.6f} {m['hits@10']:>8.4f}")
-    report = {"machine": info, "command": sys.argv, "args": vars(args), "results": rows}
+    report = {"machine": info, "command": public_argv(sys.argv), "args": public_args(args),
+              "results": rows}
     if len(rows) == 2:
         ours, pk = rows[0]["metrics"], rows[1]["metrics"]
         diff = {k: abs(ours[k] - pk[k]) for k in ours}

@@ -66,6 +66,32 @@ def run_config(config: str | Path, overrides: list[str] | None = None, *, out: s
     return res
 
 
+#: options that name places on the machine that ran a script (data, run folders, output
+#: files), not the experiment: left out of committed results and of the commands they quote
+LOCAL_OPTIONS = ("data_dir", "out", "results", "tables", "json", "runs_dir", "results_dir")
+
+
+def public_args(args) -> dict:
+    """``vars(args)`` (or a dict) without :data:`LOCAL_OPTIONS`."""
+    items = args.items() if isinstance(args, dict) else vars(args).items()
+    return {k: v for k, v in items if k not in LOCAL_OPTIONS}
+
+
+def public_argv(argv: list[str]) -> list[str]:
+    """``argv`` without the :data:`LOCAL_OPTIONS` flags (``--data-dir X``, ``--out=Y``, ...)
+    and their values."""
+    flags = {"--" + k.replace("_", "-") for k in LOCAL_OPTIONS}
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in flags:
+            skip = True
+        elif a.split("=", 1)[0] not in flags:
+            out.append(a)
+    return out
+
+
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     """``columns`` = [(header, key)]; floats printed with 3 decimals."""
     def fmt(v):

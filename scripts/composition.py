@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, markdown_table, print_header  # noqa: E402
+from common import ROOT, markdown_table, print_header, public_argv  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results" / "composition"
 
@@ -99,7 +99,7 @@ def run(args) -> None:
     info = print_header()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for ds in args.dataset:
-        row = {"dataset": ds, "machine": info, "command": " ".join(sys.argv),
+        row = {"dataset": ds, "machine": info, "command": " ".join(public_argv(sys.argv)),
                "budget_seconds": None if args.epochs else args.budget,
                "epochs": args.epochs or None, "confidence": args.confidence,
                "head_coverage": args.head_coverage, "residual": args.residual,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, print_header, run_dict  # noqa: E402
+from common import markdown_table, print_header, public_args, run_dict  # noqa: E402
 
 FAMILIES = ["translation", "affine", "rotation", "orthogonal", "lu", "additive_coupling",
             "affine_coupling", "spline_coupling"]
@@ -99,7 +99,7 @@ def main() -> None:
           f"{args.patience} × {args.eval_every} epochs)\n")
     print(markdown_table(rows, cols))
     out = Path(args.out) / f"{args.dataset}.json"
-    out.write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=2))
+    out.write_text(json.dumps({"machine": info, "args": public_args(args), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, print_header, run_dict  # noqa: E402
+from common import markdown_table, print_header, public_args, run_dict  # noqa: E402
 
 FAMILIES = ["translation", "rotation", "affine_coupling", "spline_coupling"]
 BASELINES = ["complex", "rotate", "transe"]
@@ -92,7 +92,7 @@ def main() -> None:
     print(markdown_table(rows, cols))
     out = Path(args.out) / "synthetic.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=2))
+    out.write_text(json.dumps({"machine": info, "args": public_args(args), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_table, print_header  # noqa: E402
+from common import markdown_table, print_header, public_args, public_argv  # noqa: E402
 
 CATS = ("1-1", "1-N", "N-1", "N-N")
 
@@ -203,29 +203,14 @@ def tables(out: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: options that name places on the machine that ran the script, not the experiment: left out
-#: of the committed results (and of the command they print)
-LOCAL_OPTIONS = ("data_dir", "out", "results", "tables")
-
-
 def _public(out: dict) -> dict:
-    """``out`` without :data:`LOCAL_OPTIONS` in ``args`` and ``argv``."""
-    flags = {"--" + k.replace("_", "-") for k in LOCAL_OPTIONS}
-    argv, skip = [], False
-    for a in out.get("argv", []):
-        if skip:
-            skip = False
-        elif a in flags:
-            skip = True
-        elif a.split("=", 1)[0] not in flags:
-            argv.append(a)
-    return {**out, "args": {k: v for k, v in out["args"].items() if k not in LOCAL_OPTIONS},
-            "argv": argv}
+    """``out`` without the machine's paths in ``args`` and ``argv`` (:func:`public_args`)."""
+    return {**out, "args": public_args(out["args"]), "argv": public_argv(out.get("argv", []))}
 
 
 def write_results(out: dict, results_dir: str | Path) -> Path:
     """``<results_dir>/<dataset>.json`` and, generated from it, ``<dataset>.md`` (both without
-    the machine's paths, :data:`LOCAL_OPTIONS`)."""
+    the machine's paths)."""
     out = _public(out)
     path = Path(results_dir) / f"{out['dataset']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

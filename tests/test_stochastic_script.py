@@ -38,3 +38,15 @@ def test_results_json_and_tables_regenerated_from_it(tmp_path):
     subprocess.run([sys.executable, str(SCRIPT), "--tables", str(res / "synthetic.json")],
                    check=True, capture_output=True, text=True, timeout=120)
     assert (res / "synthetic.md").read_text() == md
+
+
+def test_public_args_leave_out_the_machines_paths():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from common import public_args, public_argv
+
+    argv = ["scripts/x.py", "--datasets", "fb15k-237", "--data-dir", "/data", "--budget", "60",
+            "--out=/runs", "--results", "/res", "--seed", "1"]
+    assert public_argv(argv) == ["scripts/x.py", "--datasets", "fb15k-237", "--budget", "60",
+                                 "--seed", "1"]
+    assert public_args({"budget": 60, "data_dir": "/data", "out": "/runs", "json": "/r.json"}) \
+        == {"budget": 60}
