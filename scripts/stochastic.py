@@ -203,15 +203,10 @@ def tables(out: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _public(out: dict) -> dict:
-    """``out`` without the machine's paths in ``args`` and ``argv`` (:func:`public_args`)."""
-    return {**out, "args": public_args(out["args"]), "argv": public_argv(out.get("argv", []))}
-
-
 def write_results(out: dict, results_dir: str | Path) -> Path:
     """``<results_dir>/<dataset>.json`` and, generated from it, ``<dataset>.md`` (both without
     the machine's paths)."""
-    out = _public(out)
+    out = {**out, "args": public_args(out["args"]), "argv": public_argv(out.get("argv", []))}
     path = Path(results_dir) / f"{out['dataset']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")

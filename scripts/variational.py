@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, markdown_table, print_header  # noqa: E402
+from common import ROOT, markdown_table, print_header, public_argv  # noqa: E402
 
 MODELS = [("V-DistMult LIM", "variational_distmult_lim"),
           ("V-ComplEx LFM", "variational_complex_lfm")]
@@ -242,7 +242,7 @@ def main() -> None:
     plot_precision_coverage(unc, kg.name, out / "precision_coverage.png")
     fact = plot_fact_pca(models[0][1], kg, models[0][0], out / "fact_pca.png", 300, args.seed)
     (out / "results.json").write_text(json.dumps(
-        {"machine": info, "argv": sys.argv, "rows": rows, "uncertainty": unc_rows,
+        {"machine": info, "argv": public_argv(sys.argv), "rows": rows, "uncertainty": unc_rows,
          "pca_fact": fact}, indent=2, default=lambda x: None if isinstance(x, float)
         and math.isnan(x) else str(x)) + "\n")
     print(f"\nplots and results.json in {out}")

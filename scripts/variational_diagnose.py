@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_header  # noqa: E402
+from common import print_header, public_argv  # noqa: E402
 
 
 @torch.no_grad()
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
         print(json.dumps(row, indent=1))
     if args.json:
         out = {"machine": info, "command": "python scripts/variational_diagnose.py "
-               + " ".join(sys.argv[1:]), "rows": rows}
+               + " ".join(public_argv(sys.argv[1:])), "rows": rows}
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "stochastic.py"
+sys.path.insert(0, str(SCRIPT.parent))
+from common import public_args, public_argv  # noqa: E402
 
 
 def test_results_json_and_tables_regenerated_from_it(tmp_path):
@@ -41,9 +43,6 @@ def test_results_json_and_tables_regenerated_from_it(tmp_path):
 
 
 def test_public_args_leave_out_the_machines_paths():
-    sys.path.insert(0, str(SCRIPT.parent))
-    from common import public_args, public_argv
-
     argv = ["scripts/x.py", "--datasets", "fb15k-237", "--data-dir", "/data", "--budget", "60",
             "--out=/runs", "--results", "/res", "--seed", "1"]
     assert public_argv(argv) == ["scripts/x.py", "--datasets", "fb15k-237", "--budget", "60",
